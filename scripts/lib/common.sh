@@ -1,0 +1,66 @@
+# shellcheck shell=bash
+# Shared by scripts/test and scripts/demo: install what the build needs, then build.
+# Source it from bash; it defines functions only and changes no shell options.
+#
+#   shmetrics_ensure_deps   apt-get install the Debian 12 packages that are missing (sudo when not root)
+#   shmetrics_ensure_build  configure build/ (Release) once, then build it
+#
+# Both are idempotent: a second run checks dpkg and lets the build tool find nothing to do.
+
+SHMETRICS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+SHMETRICS_BUILD_DIR="${SHMETRICS_BUILD_DIR:-${SHMETRICS_ROOT}/build}"
+
+# What the build, the tests (promtool, a real Prometheus, the Python client for comparisons) and
+# the scripts themselves (curl) need. Names are Debian 12 (bookworm) package names.
+SHMETRICS_DEB_PACKAGES=(
+  g++ cmake make
+  libboost1.81-dev prometheus-cpp-dev libprotobuf-dev protobuf-compiler
+  libbenchmark-dev libgtest-dev googletest zlib1g-dev
+  prometheus python3 python3-prometheus-client curl
+)
+
+shmetrics_log() { printf '[shmetrics] %s\n' "$*" >&2; }
+shmetrics_die() { printf '[shmetrics] error: %s\n' "$*" >&2; exit 1; }
+
+# Runs "$@" as root: directly when we are root, through sudo otherwise.
+shmetrics_as_root() {
+  if [[ "$(id -u)" -eq 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    shmetrics_die "need root to run '$*': run as root or install sudo"
+  fi
+}
+
+shmetrics_ensure_deps() {
+  local missing=() pkg status
+  for pkg in "${SHMETRICS_DEB_PACKAGES[@]}"; do
+    status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+    [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    shmetrics_log "dependencies: all ${#SHMETRICS_DEB_PACKAGES[@]} packages present"
+    return 0
+  fi
+  command -v apt-get >/dev/null 2>&1 ||
+    shmetrics_die "missing packages (${missing[*]}) and no apt-get: this script targets Debian 12"
+  shmetrics_log "installing missing packages: ${missing[*]}"
+  shmetrics_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 ||
+    shmetrics_die "apt-get update failed"
+  shmetrics_as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
+    shmetrics_die "apt-get install failed for: ${missing[*]}"
+}
+
+shmetrics_ensure_build() {
+  # A configure that failed halfway leaves a cache but no build files: configure again then.
+  if [[ ! -f "${SHMETRICS_BUILD_DIR}/CMakeCache.txt" ||
+        ! ( -f "${SHMETRICS_BUILD_DIR}/Makefile" || -f "${SHMETRICS_BUILD_DIR}/build.ninja" ) ]]; then
+    shmetrics_log "configuring ${SHMETRICS_BUILD_DIR} (Release)"
+    cmake -S "${SHMETRICS_ROOT}" -B "${SHMETRICS_BUILD_DIR}" -DCMAKE_BUILD_TYPE=Release >&2 ||
+      shmetrics_die "cmake configure failed"
+  fi
+  shmetrics_log "building ${SHMETRICS_BUILD_DIR}"
+  cmake --build "${SHMETRICS_BUILD_DIR}" -j"$(nproc)" >&2 || shmetrics_die "build failed"
+}
