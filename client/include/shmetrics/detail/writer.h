@@ -1,0 +1,76 @@
+// What the inline write path needs to find this thread's cells. Visible because the hot path is
+// inline; not API.
+//
+// Performance rules for everything in this directory:
+//  1. An update is: one TLS load, one page-table load, then a relaxed load + store of the cell
+//     (counter, histogram: this thread is the cell's only writer, so no lock prefix is needed) or
+//     one atomic RMW (gauge: threads of one process share the process's gauge cells).
+//  2. Anything else (first touch of a page, claiming a slot after start or fork, running out of
+//     room) is in an out-of-line slow path that never throws, never blocks and counts every drop.
+#pragma once
+
+#include <atomic>
+#include <bit>
+#include <cstdint>
+
+#include "shmetrics/shm/layout.h"
+
+namespace shmetrics::detail {
+
+inline constexpr int kMaxRegions = 8;  // regions one process may attach
+
+// A process-local view of one slot's page directory: pages[i] is this process's address of the
+// page that holds cells [i * kCellsPerPage, (i + 1) * kCellsPerPage), or nullptr.
+struct WriterView {
+  std::atomic<shm::Cell*>* pages;
+};
+
+// This thread's writer per region (counters, histograms). Reset in the child after fork().
+extern constinit thread_local WriterView* tls_writers[kMaxRegions];
+// This process's primary writer per region (gauges). Reset in the child after fork().
+extern std::atomic<WriterView*> process_writers[kMaxRegions];
+
+// Slow paths: claim a slot, map or allocate the page, or hand back a sink (and count the drop).
+// The returned pointer is valid for the series' whole cell range (ranges never cross a page).
+shm::Cell* ThreadCellsSlow(uint32_t region, uint32_t cell_base) noexcept;
+shm::Cell* ProcessCellsSlow(uint32_t region, uint32_t cell_base) noexcept;
+// An update that cannot be stored: counted in the family's drop cell (this thread's), or in the
+// region header when even that does not exist.
+void CountDrop(uint32_t region, uint32_t drop_cell) noexcept;
+uint64_t NowUnixNs() noexcept;  // clock_gettime(CLOCK_REALTIME) through the vDSO: no syscall
+
+// Hot path: noexcept, no allocation, no lock, no syscall.
+inline shm::Cell* ThreadCells(uint32_t region, uint32_t cell_base) noexcept {
+  if (WriterView* w = tls_writers[region]; __builtin_expect(w != nullptr, 1)) {
+    shm::Cell* page = w->pages[cell_base / shm::kCellsPerPage].load(std::memory_order_acquire);
+    if (__builtin_expect(page != nullptr, 1)) return page + cell_base % shm::kCellsPerPage;
+  }
+  return ThreadCellsSlow(region, cell_base);
+}
+
+inline shm::Cell* ProcessCells(uint32_t region, uint32_t cell_base) noexcept {
+  if (WriterView* w = process_writers[region].load(std::memory_order_acquire);
+      __builtin_expect(w != nullptr, 1)) {
+    shm::Cell* page = w->pages[cell_base / shm::kCellsPerPage].load(std::memory_order_acquire);
+    if (__builtin_expect(page != nullptr, 1)) return page + cell_base % shm::kCellsPerPage;
+  }
+  return ProcessCellsSlow(region, cell_base);
+}
+
+// Single-writer add: this thread is the only writer of `cell`, so load + store is atomic enough
+// and costs no lock prefix. Readers see either the old or the new value, never a torn one.
+inline void SingleWriterAdd(shm::Cell& cell, double v) noexcept {
+  const double old = std::bit_cast<double>(cell.load(std::memory_order_relaxed));
+  cell.store(std::bit_cast<uint64_t>(old + v), std::memory_order_relaxed);
+}
+
+inline uint64_t EncodeGauge(double v) noexcept {
+  uint64_t bits = std::bit_cast<uint64_t>(v);
+  if (v != v) bits = shm::kCanonicalNaN;  // keeps every encoding != 0 (0 means "never set")
+  return bits ^ shm::kGaugeBias;
+}
+inline double DecodeGauge(uint64_t encoded) noexcept {
+  return encoded == 0 ? 0.0 : std::bit_cast<double>(encoded ^ shm::kGaugeBias);
+}
+
+}  // namespace shmetrics::detail

@@ -1,0 +1,248 @@
+// shmetrics client: Prometheus metrics for pre-forked workers, written into one shared-memory
+// region that shmetrics-gateway merges and serves.
+//
+//   auto& client = shmetrics::Client::Attach("myapp");
+//   auto& requests = shmetrics::BuildCounter().Name("http_requests_total")
+//                        .Help("Requests served.").Labels({"method", "code"}).Register(client);
+//   shmetrics::Counter& ok = requests.Add({"GET", "200"});  // look up once, keep the reference
+//   ok.Inc();                                                // a few ns, no lock, no syscall
+//
+// Who may call what:
+//  - Attach, Build*().Register and Family::Add are the control plane: any thread, any time,
+//    before or after fork(). They may take locks, allocate and throw RegistrationError /
+//    RegionError with a message that names the metric or region.
+//  - Counter, Gauge and Histogram methods are the data plane: any thread, noexcept, no lock, no
+//    allocation, no syscall. After fork() the child's updates go to the child's own slot.
+//  - Handles (Family&, Counter&, ...) live as long as the process; never delete them.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmetrics/detail/writer.h"
+#include "shmetrics/shm/layout.h"
+#include "shmetrics/shm/region.h"
+#include "shmetrics/shm/registry.h"
+
+namespace shmetrics {
+
+using shm::GaugeMode;
+using shm::RegionError;
+using shm::RegionOptions;
+using shm::RegistrationError;
+
+class Client;
+namespace detail {
+class FamilyCore;
+}
+
+// The data every child handle carries: where its cells are and where its drops are counted.
+// `dropped` children are ones the region or the family's series cap had no room for.
+struct HandleData {
+  uint32_t region = 0;
+  uint32_t cell_base = 0;
+  uint32_t drop_cell = 0;  // 0 means: count drops in the region header
+  bool dropped = false;
+  bool most_recent = false;       // gauges: also stamp the time of each write
+  uint32_t bucket_count = 0;      // histograms: finite bounds
+  const double* bounds = nullptr;  // histograms: process-local copy, lives with the family
+};
+
+class Counter {
+ public:
+  // Hot path. A counter only goes up: a negative or NaN Add is dropped and counted.
+  void Inc() noexcept { Add(1.0); }
+  void Add(double v) noexcept {
+    if (__builtin_expect(d_.dropped || !(v >= 0.0), 0)) return detail::CountDrop(d_.region, d_.drop_cell);
+    detail::SingleWriterAdd(*detail::ThreadCells(d_.region, d_.cell_base), v);  // own cell: no lock
+  }
+
+ private:
+  friend class detail::FamilyCore;
+  HandleData d_;
+};
+
+class Gauge {
+ public:
+  // Hot path. Gauge cells belong to the process (threads share them): Set is a plain store, Add
+  // an atomic compare-exchange loop among this process's threads only.
+  void Set(double v) noexcept {
+    if (__builtin_expect(d_.dropped, 0)) return detail::CountDrop(d_.region, d_.drop_cell);
+    shm::Cell* c = detail::ProcessCells(d_.region, d_.cell_base);
+    c[0].store(detail::EncodeGauge(v), std::memory_order_relaxed);
+    if (d_.most_recent) c[1].store(detail::NowUnixNs(), std::memory_order_relaxed);
+  }
+  void Add(double v) noexcept {
+    if (__builtin_expect(d_.dropped, 0)) return detail::CountDrop(d_.region, d_.drop_cell);
+    shm::Cell* c = detail::ProcessCells(d_.region, d_.cell_base);
+    uint64_t old = c[0].load(std::memory_order_relaxed);
+    while (!c[0].compare_exchange_weak(old, detail::EncodeGauge(detail::DecodeGauge(old) + v),
+                                       std::memory_order_relaxed)) {
+    }
+    if (d_.most_recent) c[1].store(detail::NowUnixNs(), std::memory_order_relaxed);
+  }
+  void Sub(double v) noexcept { Add(-v); }
+  void Inc() noexcept { Add(1.0); }
+  void Dec() noexcept { Add(-1.0); }
+  void SetToCurrentTime() noexcept { Set(static_cast<double>(detail::NowUnixNs()) / 1e9); }
+
+ private:
+  friend class detail::FamilyCore;
+  HandleData d_;
+};
+
+class Histogram {
+ public:
+  // Hot path: find the bucket, then two single-writer adds (bucket count, sum). The count is the
+  // sum of the buckets, so +Inf always equals _count. NaN lands in +Inf.
+  void Observe(double v) noexcept {
+    if (__builtin_expect(d_.dropped, 0)) return detail::CountDrop(d_.region, d_.drop_cell);
+    const uint32_t b = BucketIndex(v);
+    shm::Cell* c = detail::ThreadCells(d_.region, d_.cell_base);
+    detail::SingleWriterAdd(c[b], 1.0);
+    detail::SingleWriterAdd(c[d_.bucket_count + 1], v);
+  }
+
+ private:
+  friend class detail::FamilyCore;
+  uint32_t BucketIndex(double v) const noexcept {
+    const double* b = d_.bounds;
+    const uint32_t n = d_.bucket_count;
+    if (n <= 32) {  // branch-free: no mispredicts on random values
+      uint32_t i = 0;
+      for (uint32_t k = 0; k < n; ++k) i += !(v <= b[k]);
+      return i;
+    }
+    uint32_t lo = 0, hi = n;  // first bound >= v; n (+Inf) for NaN and above all bounds
+    while (lo < hi) {
+      const uint32_t mid = (lo + hi) / 2;
+      if (v <= b[mid]) hi = mid; else lo = mid + 1;
+    }
+    return lo;
+  }
+  HandleData d_;
+};
+
+namespace detail {
+
+// The type-independent part of a family: the process-local, lock-free child lookup table and
+// registration in the region. Use it through Family<T>.
+class FamilyCore {
+ public:
+  FamilyCore(Client& client, shm::FamilySpec spec, const shm::FamilyResult& registered);
+  ~FamilyCore() = delete;  // lives as long as the process
+
+  const shm::FamilySpec& spec() const { return spec_; }
+  // Returns the child for `values` (in label-name order), creating it on first use.
+  HandleData* Resolve(std::span<const std::string_view> values);
+
+ private:
+  struct Entry;
+  struct Table;
+  HandleData* Create(std::span<const std::string_view> values, uint64_t hash);
+
+  Client& client_;
+  shm::FamilySpec spec_;
+  shm::FamilyResult registered_;
+  std::atomic<Table*> table_;
+};
+
+}  // namespace detail
+
+template <typename T>
+class Family {
+ public:
+  // Label values in the order of the family's label names. Throws RegistrationError when their
+  // number is wrong; never for capacity (a child the region has no room for counts its updates as
+  // drops instead). Keep the reference: repeated Add is a hash lookup, the update itself is not.
+  T& Add(std::initializer_list<std::string_view> values) {
+    return Cast(core_->Resolve(std::span<const std::string_view>(values.begin(), values.size())));
+  }
+  T& Add(std::span<const std::string_view> values) { return Cast(core_->Resolve(values)); }
+  T& Add(const std::vector<std::string>& values) {
+    std::vector<std::string_view> views(values.begin(), values.end());
+    return Cast(core_->Resolve(views));
+  }
+  // The family's only child when it has no labels.
+  T& Get() { return Add(std::span<const std::string_view>()); }
+
+  const std::string& name() const { return core_->spec().name; }
+  explicit Family(detail::FamilyCore* core) : core_(core) {}
+
+ private:
+  static T& Cast(HandleData* d) { return *reinterpret_cast<T*>(d); }
+  detail::FamilyCore* core_;
+};
+static_assert(sizeof(Counter) == sizeof(HandleData) && sizeof(Gauge) == sizeof(HandleData) &&
+              sizeof(Histogram) == sizeof(HandleData));
+
+// One attachment of this process to one region.
+class Client {
+ public:
+  // The process-wide attachment to `region`, created on first call (the region too, with
+  // `options`, if no gateway has created it yet). Later calls return the same object; `options`
+  // only matter to whoever creates the region. Throws RegionError.
+  static Client& Attach(const std::string& region, const RegionOptions& options = {});
+
+  const shm::Region& region() const { return *region_; }
+  uint32_t region_id() const { return region_id_; }
+
+  // Used by the builders: registers or finds the family. Throws RegistrationError.
+  detail::FamilyCore* RegisterFamily(shm::FamilySpec spec);
+
+  // Ensures this thread (and process) owns a slot now, instead of at the first update. Returns
+  // false if the region has no free slot (updates are then counted as drops until one frees up).
+  bool ClaimSlotNow();
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  ~Client() = delete;  // lives as long as the process: worker threads may update at exit
+
+ private:
+  friend struct ClientAccess;
+  Client(std::unique_ptr<shm::Region> region, uint32_t id);
+  std::unique_ptr<shm::Region> region_;
+  uint32_t region_id_;
+};
+
+// Builders: BuildCounter().Name(..).Help(..).Labels({..}).Register(client).
+template <typename T>
+class Builder {
+ public:
+  Builder& Name(std::string name) { spec_.name = std::move(name); return *this; }
+  Builder& Help(std::string help) { spec_.help = std::move(help); return *this; }
+  Builder& Unit(std::string unit) { spec_.unit = std::move(unit); return *this; }
+  Builder& Labels(std::vector<std::string> names) { spec_.label_names = std::move(names); return *this; }
+  // Per-family cardinality cap (default 10000). Children past it count their updates as drops.
+  Builder& MaxSeries(uint32_t n) { spec_.max_series = n; return *this; }
+  // Gauges only: how the gateway merges workers (default kLiveSum).
+  Builder& Mode(GaugeMode mode) { spec_.gauge_mode = mode; return *this; }
+  // Histograms only: finite, strictly increasing upper bounds; +Inf is implicit.
+  Builder& Buckets(std::vector<double> bounds) { spec_.bounds = std::move(bounds); return *this; }
+
+  Family<T>& Register(Client& client);
+
+ private:
+  friend Builder<Counter> BuildCounter();
+  friend Builder<Gauge> BuildGauge();
+  friend Builder<Histogram> BuildHistogram();
+  explicit Builder(shm::MetricType type) { spec_.type = type; }
+  shm::FamilySpec spec_;
+};
+
+Builder<Counter> BuildCounter();
+Builder<Gauge> BuildGauge();
+Builder<Histogram> BuildHistogram();
+
+// Bucket helpers.
+std::vector<double> ExponentialBuckets(double start, double factor, uint32_t count);
+std::vector<double> LinearBuckets(double start, double width, uint32_t count);
+// 0.005 .. 10 seconds, as client_golang's DefBuckets.
+std::vector<double> DefaultBuckets();
+
+}  // namespace shmetrics

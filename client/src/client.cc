@@ -1,0 +1,258 @@
+// Control plane of the client: attaching to a region, registering families, resolving label
+// values to child handles. Everything here may lock, allocate and throw.
+#include <cmath>
+#include <map>
+#include <mutex>
+
+#include "shmetrics/shm/registry.h"
+#include "shmetrics/shmetrics.h"
+#include "writer_state.h"
+
+namespace shmetrics {
+namespace {
+
+std::string Quote(std::string_view s) {
+  std::string q(1, '"');
+  q.append(s).push_back('"');
+  return q;
+}
+
+// Label values must be UTF-8 for every exposition format; say which byte is wrong.
+std::string Utf8Problem(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return "invalid UTF-8 at byte " + std::to_string(i);
+    for (size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return "invalid UTF-8 at byte " + std::to_string(i);
+    }
+    i += n;
+  }
+  return {};
+}
+
+bool SameSpec(const shm::FamilySpec& a, const shm::FamilySpec& b) {
+  return a.type == b.type && a.help == b.help && a.unit == b.unit && a.label_names == b.label_names &&
+         a.bounds == b.bounds && a.gauge_mode == b.gauge_mode;
+}
+
+struct ProcessRegistry {
+  std::mutex mu;
+  std::map<std::string, Client*> clients;
+};
+ProcessRegistry& Registry() {
+  static auto* r = new ProcessRegistry();  // immortal: see Client
+  return *r;
+}
+
+}  // namespace
+
+struct ClientAccess {
+  static Client* Make(std::unique_ptr<shm::Region> region, uint32_t id) {
+    return new Client(std::move(region), id);
+  }
+};
+
+Client::Client(std::unique_ptr<shm::Region> region, uint32_t id)
+    : region_(std::move(region)), region_id_(id) {}
+
+Client& Client::Attach(const std::string& region, const RegionOptions& options) {
+  ProcessRegistry& reg = Registry();
+  std::lock_guard lock(reg.mu);
+  if (auto it = reg.clients.find(region); it != reg.clients.end()) return *it->second;
+  auto mapped = shm::Region::OpenOrCreate(region, options);
+  const uint32_t id = detail::AddRegionState(mapped.get());
+  Client* c = ClientAccess::Make(std::move(mapped), id);
+  reg.clients.emplace(region, c);
+  return *c;
+}
+
+bool Client::ClaimSlotNow() { return detail::ClaimThreadSlot(region_id_); }
+
+namespace {
+struct FamilyIndex {
+  std::map<std::string, detail::FamilyCore*> by_name;
+};
+}  // namespace
+
+detail::FamilyCore* Client::RegisterFamily(shm::FamilySpec spec) {
+  spec = shm::NormaliseFamilySpec(std::move(spec));
+  detail::RegionState& state = detail::StateOf(region_id_);
+  static std::map<uint32_t, FamilyIndex>* indexes = new std::map<uint32_t, FamilyIndex>();
+  int fd;
+  {
+    std::lock_guard lock(state.mu);
+    fd = detail::LockFdLocked(state);
+  }
+  if (fd < 0) throw RegionError("region \"" + region_->name() + "\": cannot open a lock descriptor");
+  shm::RegistryLock lock(*region_, fd, state.registry_mu);
+  FamilyIndex& index = (*indexes)[region_id_];
+  if (auto it = index.by_name.find(spec.name); it != index.by_name.end()) {
+    if (!SameSpec(it->second->spec(), spec)) {
+      throw RegistrationError("metric " + Quote(spec.name) +
+                              " is already registered in this process with another definition: "
+                              "type, help, unit, labels, buckets and gauge mode must match");
+    }
+    return it->second;
+  }
+  const shm::FamilyResult registered = shm::RegistryWriter(*region_).FindOrAddFamily(spec);
+  auto* core = new detail::FamilyCore(*this, spec, registered);
+  index.by_name.emplace(spec.name, core);
+  return core;
+}
+
+namespace detail {
+
+struct FamilyCore::Entry {
+  uint64_t hash;
+  std::vector<std::string> values;
+  HandleData data;
+};
+
+struct FamilyCore::Table {
+  explicit Table(uint32_t capacity) : mask(capacity - 1), slots(new std::atomic<Entry*>[capacity]) {
+    for (uint32_t i = 0; i < capacity; ++i) slots[i].store(nullptr, std::memory_order_relaxed);
+  }
+  uint32_t mask;
+  uint32_t size = 0;
+  std::unique_ptr<std::atomic<Entry*>[]> slots;
+};
+
+FamilyCore::FamilyCore(Client& client, shm::FamilySpec spec, const shm::FamilyResult& registered)
+    : client_(client), spec_(std::move(spec)), registered_(registered), table_(new Table(16)) {}
+
+namespace {
+bool SameValues(const std::vector<std::string>& a, std::span<const std::string_view> b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+}  // namespace
+
+HandleData* FamilyCore::Resolve(std::span<const std::string_view> values) {
+  if (values.size() != spec_.label_names.size()) {
+    std::string names;
+    for (const auto& n : spec_.label_names) names += (names.empty() ? "" : ", ") + n;
+    throw RegistrationError("metric " + Quote(spec_.name) + ": expected " +
+                            std::to_string(spec_.label_names.size()) + " label values (" + names +
+                            "), got " + std::to_string(values.size()));
+  }
+  const uint64_t hash = shm::HashSeries(registered_.index, values);
+  const Table* t = table_.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i <= t->mask; ++i) {
+    const Entry* e = t->slots[(hash + i) & t->mask].load(std::memory_order_acquire);
+    if (e == nullptr) break;
+    if (e->hash == hash && SameValues(e->values, values)) return const_cast<HandleData*>(&e->data);
+  }
+  return Create(values, hash);
+}
+
+HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_t hash) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    std::string problem = Utf8Problem(values[i]);
+    if (values[i].size() > shm::kMaxLabelValueBytes) {
+      problem = "longer than " + std::to_string(shm::kMaxLabelValueBytes) + " bytes";
+    }
+    if (!problem.empty()) {
+      throw RegistrationError("metric " + Quote(spec_.name) + ": label " + Quote(spec_.label_names[i]) +
+                              " value is " + problem);
+    }
+  }
+  RegionState& state = StateOf(client_.region_id());
+  int fd;
+  {
+    std::lock_guard lock(state.mu);
+    fd = LockFdLocked(state);
+  }
+  if (fd < 0) throw RegionError("region \"" + client_.region().name() + "\": cannot open a lock descriptor");
+  shm::RegistryLock lock(client_.region(), fd, state.registry_mu);
+
+  // Another thread may have created it while we waited.
+  Table* t = table_.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i <= t->mask; ++i) {
+    Entry* e = t->slots[(hash + i) & t->mask].load(std::memory_order_acquire);
+    if (e == nullptr) break;
+    if (e->hash == hash && SameValues(e->values, values)) return &e->data;
+  }
+
+  auto* entry = new Entry{hash, std::vector<std::string>(values.begin(), values.end()), {}};
+  HandleData& d = entry->data;
+  d.region = client_.region_id();
+  d.bucket_count = static_cast<uint32_t>(spec_.bounds.size());
+  d.bounds = spec_.bounds.data();
+  d.most_recent = shm::IsMostRecentMode(spec_.gauge_mode) && spec_.type == shm::MetricType::kGauge;
+  if (!registered_.ok) {
+    d.dropped = true;  // the region had no room for the family: drops go to the header counter
+  } else {
+    const shm::SeriesResult r = shm::RegistryWriter(client_.region()).FindOrAddSeries(registered_.index, values);
+    d.drop_cell = registered_.drop_cell;
+    if (r.status == shm::SeriesStatus::kOk) {
+      d.cell_base = r.cell_base;
+    } else {
+      d.dropped = true;
+    }
+  }
+
+  // Grow at half load; readers may still be probing the old table, so it is never freed.
+  if ((t->size + 1) * 2 > t->mask + 1) {
+    auto* bigger = new Table((t->mask + 1) * 2);
+    for (uint32_t i = 0; i <= t->mask; ++i) {
+      if (Entry* e = t->slots[i].load(std::memory_order_relaxed)) {
+        uint32_t j = static_cast<uint32_t>(e->hash) & bigger->mask;
+        while (bigger->slots[j].load(std::memory_order_relaxed) != nullptr) j = (j + 1) & bigger->mask;
+        bigger->slots[j].store(e, std::memory_order_relaxed);
+        ++bigger->size;
+      }
+    }
+    table_.store(bigger, std::memory_order_release);
+    t = bigger;
+  }
+  uint32_t j = static_cast<uint32_t>(hash) & t->mask;
+  while (t->slots[j].load(std::memory_order_relaxed) != nullptr) j = (j + 1) & t->mask;
+  t->slots[j].store(entry, std::memory_order_release);
+  ++t->size;
+  return &d;
+}
+
+}  // namespace detail
+
+template <typename T>
+Family<T>& Builder<T>::Register(Client& client) {
+  detail::FamilyCore* core = client.RegisterFamily(spec_);
+  static std::mutex mu;
+  static auto* wrappers = new std::map<detail::FamilyCore*, Family<T>*>();
+  std::lock_guard lock(mu);
+  auto [it, inserted] = wrappers->emplace(core, nullptr);
+  if (inserted) it->second = new Family<T>(core);
+  return *it->second;
+}
+
+template class Builder<Counter>;
+template class Builder<Gauge>;
+template class Builder<Histogram>;
+
+Builder<Counter> BuildCounter() { return Builder<Counter>(shm::MetricType::kCounter); }
+Builder<Gauge> BuildGauge() { return Builder<Gauge>(shm::MetricType::kGauge); }
+Builder<Histogram> BuildHistogram() { return Builder<Histogram>(shm::MetricType::kHistogram); }
+
+std::vector<double> ExponentialBuckets(double start, double factor, uint32_t count) {
+  if (!(start > 0) || !(factor > 1) || count == 0) {
+    throw RegistrationError("ExponentialBuckets needs start > 0, factor > 1, count > 0");
+  }
+  std::vector<double> b;
+  for (uint32_t i = 0; i < count; ++i) b.push_back(start * std::pow(factor, i));
+  return b;
+}
+
+std::vector<double> LinearBuckets(double start, double width, uint32_t count) {
+  if (!(width > 0) || count == 0) throw RegistrationError("LinearBuckets needs width > 0, count > 0");
+  std::vector<double> b;
+  for (uint32_t i = 0; i < count; ++i) b.push_back(start + width * i);
+  return b;
+}
+
+std::vector<double> DefaultBuckets() { return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}; }
+
+}  // namespace shmetrics

@@ -1,0 +1,233 @@
+// The byte layout of a shmetrics region. Every struct that lives in shared memory is defined here,
+// and kLayoutVersion changes with any change to them.
+//
+// A region is one fixed-size POSIX shared-memory object:
+//
+//   RegionHeader | FamilyRecord[max_families] | SeriesRecord[max_series] | hash[hash_buckets]
+//   | string arena | SlotHeader[max_slots + 2] | directory[(max_slots + 2) * pages_per_slot]
+//   | pages[page_count]
+//
+// Cells are 8-byte atomics addressed by a global *cell index*: each series owns the contiguous
+// range [cell_base, cell_base + cells_per_series) of that index space. Every writer (a thread of a
+// worker process) has a slot whose directory maps cell pages to 4 KiB pages of the page pool, so a
+// writer's memory grows with the pages of series it touches, never with slots x all series.
+// The two slots past max_slots are the accumulator banks: the gateway's single-writer store of
+// what dead writers counted (see fold protocol in gateway/src/folder.h).
+//
+// Invariants:
+//  - Inside the region there are offsets and indices only, never pointers.
+//  - Registry records (families, series, strings) are append-only: written under the registry lock,
+//    then published by a release store of the matching count. A record at index < count is
+//    immutable. A writer killed mid-registration leaves unpublished bytes that the next holder of
+//    the lock overwrites: there is nothing to repair.
+//  - A value cell has exactly one writer: the thread that owns the slot (counter, histogram), or
+//    the process that owns the primary slot (gauges, atomic RMW among its threads), or the gateway
+//    (accumulator banks, and a dead slot while folding it). No cache line is written by two
+//    processes.
+//  - Slot ownership and liveness are open-file-description (OFD) record locks on the region file,
+//    which the kernel drops when the owning process dies: no pid is ever used to decide liveness.
+//  - No lock of any kind lives in the region.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace shmetrics::shm {
+
+inline constexpr uint64_t kMagic = 0x4349'5254'454d'4853ull;  // "SHMETRIC" as little-endian bytes
+inline constexpr uint32_t kLayoutVersion = 1;
+
+inline constexpr uint32_t kCellBytes = 8;
+inline constexpr uint32_t kCellsPerPage = 512;
+inline constexpr uint32_t kPageBytes = kCellsPerPage * kCellBytes;  // 4 KiB
+inline constexpr uint32_t kNoPage = 0;  // page index 0 is never handed out
+
+inline constexpr uint32_t kMaxLabels = 16;
+inline constexpr uint32_t kMaxBuckets = 128;   // classic histogram bounds, +Inf not included
+inline constexpr uint32_t kMaxNameBytes = 256;
+inline constexpr uint32_t kMaxHelpBytes = 4096;
+inline constexpr uint32_t kMaxLabelValueBytes = 4096;
+
+// Cells [0, kSystemCells) are reserved. Only the accumulator banks write them.
+inline constexpr uint32_t kCellFoldedWriters = 0;    // slots folded (threads and processes)
+inline constexpr uint32_t kCellFoldedWorkers = 1;    // primary slots folded (worker processes)
+inline constexpr uint32_t kSystemCells = 8;
+
+// Byte offsets of the OFD record locks taken on the region file. They are advisory: the locked
+// bytes carry no meaning as data.
+inline constexpr int64_t kGatewayLockByte = 0;    // held by the one gateway serving the region
+inline constexpr int64_t kRegistryLockByte = 1;   // held while registering families and series
+inline constexpr int64_t kSlotLockBase = 64;      // + slot index: held by the slot's process
+
+enum class MetricType : uint8_t { kCounter = 1, kGauge = 2, kHistogram = 3 };
+
+// How the gateway merges a gauge over workers. "live" modes drop a dead worker's value; the others
+// keep its last value in the accumulator (all: for a retention window, in the gateway).
+enum class GaugeMode : uint8_t {
+  kAll = 1,         // one series per worker, label pid; dead workers' last values retained a while
+  kLiveAll = 2,     // one series per live worker, label pid
+  kSum = 3,
+  kLiveSum = 4,     // the default
+  kMax = 5,
+  kLiveMax = 6,
+  kMin = 7,
+  kLiveMin = 8,
+  kMostRecent = 9,
+  kLiveMostRecent = 10,
+};
+
+inline constexpr bool IsLiveMode(GaugeMode m) {
+  return m == GaugeMode::kLiveAll || m == GaugeMode::kLiveSum || m == GaugeMode::kLiveMax ||
+         m == GaugeMode::kLiveMin || m == GaugeMode::kLiveMostRecent;
+}
+inline constexpr bool IsMostRecentMode(GaugeMode m) {
+  return m == GaugeMode::kMostRecent || m == GaugeMode::kLiveMostRecent;
+}
+inline constexpr bool IsPerWorkerMode(GaugeMode m) {
+  return m == GaugeMode::kAll || m == GaugeMode::kLiveAll;
+}
+
+// Gauge cells hold the value's bits XOR kGaugeBias, so that a zeroed cell means "this worker
+// never set it" (min/max/mostrecent/all must not see a phantom 0). NaN is canonicalised on store,
+// so no value encodes to 0.
+inline constexpr uint64_t kGaugeBias = 0x7ff4'5348'4d45'5452ull;  // a signalling NaN payload
+inline constexpr uint64_t kCanonicalNaN = 0x7ff8'0000'0000'0000ull;
+
+// Cells per series for a family.
+inline constexpr uint32_t CellsPerSeries(MetricType type, GaugeMode mode, uint32_t bucket_count) {
+  switch (type) {
+    case MetricType::kCounter:
+      return 1;  // value (double bits)
+    case MetricType::kGauge:
+      return IsMostRecentMode(mode) ? 2 : 1;  // encoded value [, unix ns of the last Set]
+    case MetricType::kHistogram:
+      return bucket_count + 2;  // one per finite bound, +Inf, then the sum (all double bits)
+  }
+  return 0;
+}
+
+using Cell = std::atomic<uint64_t>;
+
+// A string in the arena: byte offset from the arena start, and length.
+struct StringRef {
+  uint32_t offset;
+  uint32_t length;
+};
+
+struct alignas(64) RegionHeader {
+  // Identity, written once by the creator before `ready` is published.
+  uint64_t magic;
+  uint32_t layout_version;
+  uint32_t header_bytes;
+  uint64_t region_bytes;
+  uint64_t generation;       // random, new each time the region is created
+  uint64_t created_unix_ns;
+
+  // Capacities.
+  uint32_t max_families;
+  uint32_t max_series;
+  uint32_t max_slots;        // writer slots; two more follow for the accumulator banks
+  uint32_t max_cells;        // size of the cell index space, a multiple of kCellsPerPage
+  uint32_t pages_per_slot;   // max_cells / kCellsPerPage
+  uint32_t page_count;       // pool size, page 0 included and never used
+  uint32_t hash_buckets;     // power of two, >= 2 * max_series
+  uint32_t string_bytes;
+
+  // Section offsets from the region start.
+  uint64_t families_offset;
+  uint64_t series_offset;
+  uint64_t hash_offset;
+  uint64_t strings_offset;
+  uint64_t slots_offset;
+  uint64_t directory_offset;
+  uint64_t pages_offset;
+
+  std::atomic<uint32_t> ready;  // kReadyValue once the creator has written everything above
+  uint32_t reserved0;
+
+  // Registry watermarks: written under the registry lock, read with acquire by everyone.
+  alignas(64) std::atomic<uint32_t> family_count;
+  std::atomic<uint32_t> series_count;
+  std::atomic<uint32_t> cells_used;
+  std::atomic<uint32_t> strings_used;
+
+  // Page pool bump pointer (lock-free fetch_add; pages never return to the pool, they stay with
+  // the slot that took them and are zeroed for its next occupant).
+  alignas(64) std::atomic<uint32_t> pages_used;
+
+  // Degenerate-path drop counters, shared by all processes: only touched when a writer has no slot
+  // or no page, never on the normal path.
+  alignas(64) std::atomic<uint64_t> dropped_no_slot;
+  std::atomic<uint64_t> dropped_no_page;
+  std::atomic<uint64_t> dropped_region_full;  // updates to families/series the region had no room for
+  std::atomic<uint64_t> registration_errors;  // families or series refused for lack of room
+
+  // Accumulator commit word: bit 0 = active bank, bits 1..63 = committed fold epoch.
+  alignas(64) std::atomic<uint64_t> fold_commit;
+};
+inline constexpr uint32_t kReadyValue = 0x52454459;  // "REDY"
+
+struct FamilyRecord {
+  StringRef name;        // base name: a counter's "_total" is not part of it
+  StringRef help;
+  StringRef unit;        // empty when none
+  uint32_t labels_offset;  // arena offset of label_count StringRefs (label names)
+  uint32_t bounds_offset;  // arena offset of bucket_count doubles (histograms)
+  uint32_t bucket_count;
+  uint32_t cells_per_series;
+  uint32_t max_series;   // per-family cardinality cap
+  uint32_t drop_cell;    // cell index of this family's dropped-updates counter (one cell)
+  uint64_t created_unix_ns;
+  MetricType type;
+  GaugeMode gauge_mode;  // kLiveSum for non-gauges
+  uint8_t label_count;
+  uint8_t reserved0;
+  std::atomic<uint32_t> series_count;  // registered series, for the cap (under registry lock)
+};
+
+struct SeriesRecord {
+  uint32_t family;
+  uint32_t cell_base;
+  uint32_t values_offset;  // arena offset of label_count StringRefs (label values)
+  uint32_t hash;
+  uint64_t created_unix_ns;
+};
+
+enum class SlotState : uint32_t {
+  kFree = 0,
+  kActive = 1,    // owned by a live writer (its process holds the slot's lock)
+  kReleased = 2,  // the owning thread exited; the process released the slot for folding
+  kFolding = 3,   // the gateway is folding it into the accumulator (see fold_epoch)
+};
+
+struct alignas(64) SlotHeader {
+  std::atomic<uint32_t> state;
+  uint32_t primary_slot;      // the slot of this writer's process (== own index for the primary)
+  std::atomic<uint64_t> occupancy;  // +1 at every claim: tells a new occupant from the last one
+  uint64_t fold_epoch;        // set with kFolding, compared with the commit word on recovery
+  uint64_t claimed_unix_ns;
+  int32_t pid;                // as the writer sees it: for labels and logs, never for liveness
+  int32_t tid;
+  std::atomic<uint64_t> dropped_series_limit;  // reserved
+  uint64_t reserved[2];
+};
+
+using DirectoryEntry = std::atomic<uint32_t>;  // page index or kNoPage
+
+// Layout checks: the region is read by processes built separately, so the layout must not
+// depend on anything but these definitions.
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+static_assert(sizeof(Cell) == kCellBytes && alignof(Cell) == kCellBytes);
+static_assert(sizeof(RegionHeader) == 448 && alignof(RegionHeader) == 64);
+static_assert(sizeof(FamilyRecord) == 64);
+static_assert(sizeof(SeriesRecord) == 24);
+static_assert(sizeof(SlotHeader) == 64);
+static_assert(sizeof(StringRef) == 8);
+static_assert(std::is_standard_layout_v<RegionHeader> && std::is_standard_layout_v<FamilyRecord> &&
+              std::is_standard_layout_v<SeriesRecord> && std::is_standard_layout_v<SlotHeader>);
+static_assert(kCellsPerPage * kCellBytes == 4096);
+
+}  // namespace shmetrics::shm

@@ -1,0 +1,143 @@
+// The family and series registry inside a region: names, label sets and histogram bounds,
+// interned once so every process uses the same series index and cell range.
+//
+// Writers (client processes) add records under the registry lock (RegistryLock); everybody reads
+// published records without a lock. The reader half validates every offset, length and index
+// against the region's layout: the gateway treats the region as untrusted input.
+//
+// Invariants: see layout.h (append-only, published by release stores of the counts).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmetrics/shm/layout.h"
+#include "shmetrics/shm/region.h"
+
+namespace shmetrics::shm {
+
+// A registration that cannot be accepted: names the metric and what is wrong.
+class RegistrationError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// Prometheus names: metric [a-zA-Z_:][a-zA-Z0-9_:]*, label [a-zA-Z_][a-zA-Z0-9_]*; a "__" prefix is
+// reserved for Prometheus itself. Return an empty string when valid, otherwise why not.
+std::string MetricNameProblem(std::string_view name);
+std::string LabelNameProblem(std::string_view name);
+
+struct FamilySpec {
+  std::string name;  // as given by the user: a counter's trailing "_total" is stripped on intern
+  std::string help;
+  std::string unit;  // optional; must be a suffix of the name (OpenMetrics)
+  MetricType type = MetricType::kCounter;
+  GaugeMode gauge_mode = GaugeMode::kLiveSum;
+  std::vector<std::string> label_names;
+  std::vector<double> bounds;  // histograms: strictly increasing, finite; +Inf is implicit
+  uint32_t max_series = 10000;  // per-family cardinality cap; the first registration's value wins
+};
+
+// Checks names, labels, bounds and reserved words; throws RegistrationError naming the metric.
+// Returns the spec normalised (counter "_total" stripped).
+FamilySpec NormaliseFamilySpec(FamilySpec spec);
+
+enum class SeriesStatus { kOk, kFamilyFull, kRegionFull };
+
+struct SeriesResult {
+  SeriesStatus status = SeriesStatus::kOk;
+  uint32_t index = 0;      // valid when kOk
+  uint32_t cell_base = 0;  // valid when kOk
+};
+
+struct FamilyResult {
+  bool ok = false;         // false: the region has no room for the family (counted, not thrown)
+  uint32_t index = 0;
+  uint32_t drop_cell = 0;
+  uint32_t cells_per_series = 0;
+};
+
+// Holds the region's registry lock: a process-local mutex (threads share the lock descriptor)
+// plus the OFD lock on kRegistryLockByte. Throws RegistrationError if another process holds it
+// past `timeout` (never blocks forever; a dead holder's lock is released by the kernel).
+class RegistryLock {
+ public:
+  RegistryLock(const Region& region, int lock_fd, std::mutex& process_mutex,
+               std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  ~RegistryLock();
+  RegistryLock(const RegistryLock&) = delete;
+  RegistryLock& operator=(const RegistryLock&) = delete;
+
+ private:
+  std::unique_lock<std::mutex> local_;
+  int fd_;
+};
+
+uint32_t HashSeries(uint32_t family, std::span<const std::string_view> values);
+
+// Registration. Every mutating call requires the caller to hold RegistryLock.
+class RegistryWriter {
+ public:
+  explicit RegistryWriter(const Region& region) : region_(region) {}
+
+  // Finds the family by name or adds it. Throws RegistrationError if it exists with another
+  // definition. Returns ok=false (and counts it) when the region has no room.
+  FamilyResult FindOrAddFamily(const FamilySpec& normalised);
+
+  // Finds or adds the series; never throws for capacity.
+  SeriesResult FindOrAddSeries(uint32_t family, std::span<const std::string_view> values);
+
+  // Lock-free lookup of an existing series (kOk or nullopt).
+  std::optional<SeriesResult> FindSeries(uint32_t family, std::span<const std::string_view> values,
+                                         uint32_t hash) const;
+
+ private:
+  std::optional<uint32_t> AllocString(std::string_view s);  // returns arena offset
+  std::optional<uint32_t> AllocBytes(uint32_t bytes);       // 8-aligned
+  bool SameDefinition(const FamilyRecord& f, const FamilySpec& spec) const;
+
+  const Region& region_;
+};
+
+// --- Reading (gateway): validated, copied out. ---
+
+struct FamilyView {
+  uint32_t index = 0;
+  std::string name;
+  std::string help;
+  std::string unit;
+  MetricType type = MetricType::kCounter;
+  GaugeMode gauge_mode = GaugeMode::kLiveSum;
+  std::vector<std::string> label_names;
+  std::vector<double> bounds;
+  uint32_t cells_per_series = 0;
+  uint32_t drop_cell = 0;
+  uint64_t created_unix_ns = 0;
+};
+
+struct SeriesView {
+  uint32_t index = 0;
+  uint32_t family = 0;
+  uint32_t cell_base = 0;
+  std::vector<std::string> label_values;
+  uint64_t created_unix_ns = 0;
+};
+
+// Decodes one published record, or explains why it is invalid (then the caller skips and counts
+// it). `families` are the families already decoded, indexed by family index.
+struct ReadProblem {
+  std::string what;
+};
+std::optional<FamilyView> ReadFamily(const Region& region, uint32_t index, ReadProblem* problem);
+std::optional<SeriesView> ReadSeries(const Region& region, uint32_t index,
+                                     std::span<const std::optional<FamilyView>> families,
+                                     ReadProblem* problem);
+
+}  // namespace shmetrics::shm

@@ -1,0 +1,452 @@
+#include "shmetrics/shm/registry.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "shmetrics/shm/ofd_lock.h"
+
+namespace shmetrics::shm {
+namespace {
+
+uint64_t NowUnixNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+std::string Quote(std::string_view s) {
+  std::string q(1, '"');
+  q.append(s).push_back('"');
+  return q;
+}
+
+// Names the gateway emits itself, so users may not take them.
+constexpr std::string_view kReservedPrefix = "shmetrics_";
+
+std::string_view ArenaString(const Region& region, StringRef ref) {
+  const char* p = region.arena(ref.offset, ref.length);
+  return p ? std::string_view(p, ref.length) : std::string_view();
+}
+
+const StringRef* ArenaRefs(const Region& region, uint32_t offset, uint32_t count) {
+  if (offset % alignof(StringRef) != 0) return nullptr;
+  return reinterpret_cast<const StringRef*>(region.arena(offset, count * sizeof(StringRef)));
+}
+
+uint64_t Mix(uint64_t h, uint64_t v) {
+  h ^= v;
+  h *= 0x9e3779b97f4a7c15ull;
+  return h ^ (h >> 29);
+}
+
+}  // namespace
+
+std::string MetricNameProblem(std::string_view name) {
+  if (name.empty()) return "is empty";
+  if (name.size() > kMaxNameBytes) return "is longer than " + std::to_string(kMaxNameBytes) + " bytes";
+  if (name.substr(0, 2) == "__") return "starts with \"__\", which Prometheus reserves";
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
+                    (i > 0 && c >= '0' && c <= '9');
+    if (!ok) {
+      return "has '" + std::string(1, c) + "' at position " + std::to_string(i) +
+             " (metric names match [a-zA-Z_:][a-zA-Z0-9_:]*)";
+    }
+  }
+  return {};
+}
+
+std::string LabelNameProblem(std::string_view name) {
+  if (name.empty()) return "is empty";
+  if (name.size() > kMaxNameBytes) return "is longer than " + std::to_string(kMaxNameBytes) + " bytes";
+  if (name.substr(0, 2) == "__") return "starts with \"__\", which Prometheus reserves";
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                    (i > 0 && c >= '0' && c <= '9');
+    if (!ok) {
+      return "has '" + std::string(1, c) + "' at position " + std::to_string(i) +
+             " (label names match [a-zA-Z_][a-zA-Z0-9_]*)";
+    }
+  }
+  return {};
+}
+
+FamilySpec NormaliseFamilySpec(FamilySpec spec) {
+  const std::string who = "metric " + Quote(spec.name) + ": ";
+  auto fail = [&](const std::string& what) { throw RegistrationError(who + what); };
+
+  if (auto p = MetricNameProblem(spec.name); !p.empty()) fail("invalid name: it " + p);
+  if (spec.name.starts_with(kReservedPrefix)) {
+    fail("the prefix \"shmetrics_\" is reserved for the gateway's own metrics");
+  }
+  if (spec.type == MetricType::kCounter && EndsWith(spec.name, "_total")) {
+    spec.name.resize(spec.name.size() - 6);  // text formats add it back; OpenMetrics wants it off
+    if (auto p = MetricNameProblem(spec.name); !p.empty()) fail("invalid name without _total: " + p);
+  }
+  // Names the exposition derives from this family must not look like another family's samples.
+  for (std::string_view suffix : {"_bucket", "_count", "_sum", "_created"}) {
+    if (spec.type != MetricType::kGauge && EndsWith(spec.name, suffix)) {
+      fail("a name ending in \"" + std::string(suffix) + "\" clashes with the samples of another " +
+           "metric; rename it");
+    }
+  }
+  if (spec.help.size() > kMaxHelpBytes) fail("help is longer than " + std::to_string(kMaxHelpBytes) + " bytes");
+  if (!spec.unit.empty()) {
+    if (auto p = LabelNameProblem(spec.unit); !p.empty()) fail("invalid unit: it " + p);
+    if (!EndsWith(spec.name, "_" + spec.unit)) {
+      fail("unit " + Quote(spec.unit) + " must be the suffix of the name (OpenMetrics), e.g. " +
+           Quote(spec.name + "_" + spec.unit));
+    }
+  }
+  if (spec.label_names.size() > kMaxLabels) {
+    fail("too many labels: " + std::to_string(spec.label_names.size()) + " (at most " +
+         std::to_string(kMaxLabels) + ")");
+  }
+  for (size_t i = 0; i < spec.label_names.size(); ++i) {
+    const std::string& l = spec.label_names[i];
+    if (auto p = LabelNameProblem(l); !p.empty()) fail("invalid label name " + Quote(l) + ": it " + p);
+    if (spec.type == MetricType::kHistogram && l == "le") fail("label \"le\" is reserved for histogram buckets");
+    if (l == "quantile") fail("label \"quantile\" is reserved for summaries");
+    if (spec.type == MetricType::kGauge && IsPerWorkerMode(spec.gauge_mode) && l == "pid") {
+      fail("label \"pid\" is added by the gateway in per-worker gauge modes");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (spec.label_names[j] == l) fail("label " + Quote(l) + " appears twice");
+    }
+  }
+  if (spec.type == MetricType::kHistogram) {
+    if (spec.bounds.size() > kMaxBuckets) {
+      fail("too many buckets: " + std::to_string(spec.bounds.size()) + " (at most " +
+           std::to_string(kMaxBuckets) + ")");
+    }
+    for (size_t i = 0; i < spec.bounds.size(); ++i) {
+      if (!std::isfinite(spec.bounds[i])) fail("bucket bounds must be finite (+Inf is implicit)");
+      if (i > 0 && !(spec.bounds[i] > spec.bounds[i - 1])) fail("bucket bounds must be strictly increasing");
+    }
+  } else if (!spec.bounds.empty()) {
+    fail("only histograms have buckets");
+  }
+  if (spec.type != MetricType::kGauge) spec.gauge_mode = GaugeMode::kLiveSum;
+  if (static_cast<uint8_t>(spec.gauge_mode) < 1 || static_cast<uint8_t>(spec.gauge_mode) > 10) {
+    fail("unknown gauge mode");
+  }
+  if (spec.max_series == 0) fail("max_series must be at least 1");
+  return spec;
+}
+
+uint32_t HashSeries(uint32_t family, std::span<const std::string_view> values) {
+  uint64_t h = Mix(0x5348'4d45'5452'4943ull, family);
+  for (std::string_view v : values) {
+    h = Mix(h, v.size());
+    size_t i = 0;
+    for (; i + 8 <= v.size(); i += 8) {
+      uint64_t chunk;
+      std::memcpy(&chunk, v.data() + i, 8);
+      h = Mix(h, chunk);
+    }
+    uint64_t tail = 0;
+    std::memcpy(&tail, v.data() + i, v.size() - i);
+    h = Mix(h, tail);
+  }
+  return static_cast<uint32_t>(h ^ (h >> 32));
+}
+
+RegistryLock::RegistryLock(const Region& region, int lock_fd, std::mutex& process_mutex,
+                           std::chrono::milliseconds timeout)
+    : local_(process_mutex), fd_(lock_fd) {
+  const LockResult r = LockByteWithin(fd_, kRegistryLockByte, timeout);
+  if (r != LockResult::kAcquired) {
+    throw RegistrationError("region \"" + region.name() + "\": registry lock " +
+                            (r == LockResult::kBusy
+                                 ? "held by another process for over " +
+                                       std::to_string(timeout.count()) + " ms (is it stopped?)"
+                                 : std::string("failed: ") + std::strerror(errno)));
+  }
+}
+
+RegistryLock::~RegistryLock() { UnlockByte(fd_, kRegistryLockByte); }
+
+std::optional<uint32_t> RegistryWriter::AllocBytes(uint32_t bytes) {
+  RegionHeader& h = region_.header();
+  const uint64_t used = (uint64_t{h.strings_used.load(std::memory_order_relaxed)} + 7) & ~7ull;
+  if (used + bytes > region_.layout().string_bytes) return std::nullopt;
+  // Published by the caller's final release store of a count; until then nobody reads it.
+  h.strings_used.store(static_cast<uint32_t>(used + bytes), std::memory_order_release);
+  return static_cast<uint32_t>(used);
+}
+
+std::optional<uint32_t> RegistryWriter::AllocString(std::string_view s) {
+  auto off = AllocBytes(static_cast<uint32_t>(s.size()));
+  if (off) std::memcpy(region_.mutable_arena(*off, static_cast<uint32_t>(s.size())), s.data(), s.size());
+  return off;
+}
+
+bool RegistryWriter::SameDefinition(const FamilyRecord& f, const FamilySpec& spec) const {
+  if (f.type != spec.type || f.gauge_mode != spec.gauge_mode) return false;
+  if (ArenaString(region_, f.help) != spec.help || ArenaString(region_, f.unit) != spec.unit) return false;
+  if (f.label_count != spec.label_names.size() || f.bucket_count != spec.bounds.size()) return false;
+  const StringRef* labels = ArenaRefs(region_, f.labels_offset, f.label_count);
+  if (f.label_count > 0 && labels == nullptr) return false;
+  for (uint32_t i = 0; i < f.label_count; ++i) {
+    if (ArenaString(region_, labels[i]) != spec.label_names[i]) return false;
+  }
+  const char* b = region_.arena(f.bounds_offset, f.bucket_count * sizeof(double));
+  if (f.bucket_count > 0 && b == nullptr) return false;
+  for (uint32_t i = 0; i < f.bucket_count; ++i) {
+    double v;
+    std::memcpy(&v, b + i * sizeof(double), sizeof v);
+    if (v != spec.bounds[i]) return false;
+  }
+  return true;
+}
+
+namespace {
+std::string Describe(const Region& region, const FamilyRecord& f) {
+  const char* types[] = {"?", "counter", "gauge", "histogram"};
+  const auto t = static_cast<uint8_t>(f.type);
+  std::string s = std::string(t <= 3 ? types[t] : "?") + " with labels [";
+  const StringRef* labels = ArenaRefs(region, f.labels_offset, f.label_count);
+  for (uint32_t i = 0; labels && i < f.label_count; ++i) {
+    s += (i ? ", " : "") + std::string(ArenaString(region, labels[i]));
+  }
+  s += "]";
+  if (f.type == MetricType::kHistogram) s += ", " + std::to_string(f.bucket_count) + " buckets";
+  if (f.type == MetricType::kGauge) s += ", mode " + std::to_string(static_cast<int>(f.gauge_mode));
+  return s;
+}
+}  // namespace
+
+FamilyResult RegistryWriter::FindOrAddFamily(const FamilySpec& spec) {
+  RegionHeader& h = region_.header();
+  const uint32_t count = std::min(h.family_count.load(std::memory_order_acquire), region_.layout().max_families);
+  for (uint32_t i = 0; i < count; ++i) {
+    const FamilyRecord& f = *region_.family(i);
+    if (ArenaString(region_, f.name) != spec.name) continue;
+    if (!SameDefinition(f, spec)) {
+      throw RegistrationError("metric " + Quote(spec.name) + " is already registered in region \"" +
+                              region_.name() + "\" with another definition (" +
+                              Describe(region_, f) + "; help " +
+                              Quote(ArenaString(region_, f.help)) +
+                              "): type, help, unit, labels, buckets and gauge mode must match");
+    }
+    return {true, i, f.drop_cell, f.cells_per_series};
+  }
+
+  auto no_room = [&]() {
+    h.registration_errors.fetch_add(1, std::memory_order_relaxed);
+    return FamilyResult{};
+  };
+  if (count >= region_.layout().max_families) return no_room();
+  FamilyRecord& f = *region_.family(count);
+  const uint32_t cells = CellsPerSeries(spec.type, spec.gauge_mode, static_cast<uint32_t>(spec.bounds.size()));
+  // The drop cell is this family's first cell; series ranges follow.
+  const uint32_t drop_cell = h.cells_used.load(std::memory_order_relaxed);
+  if (drop_cell + 1 > region_.layout().max_cells) return no_room();
+
+  auto name = AllocString(spec.name);
+  auto help = AllocString(spec.help);
+  auto unit = AllocString(spec.unit);
+  auto labels = AllocBytes(static_cast<uint32_t>(spec.label_names.size() * sizeof(StringRef)));
+  std::vector<StringRef> label_refs;
+  for (const std::string& l : spec.label_names) {
+    auto off = AllocString(l);
+    if (!off) return no_room();
+    label_refs.push_back({*off, static_cast<uint32_t>(l.size())});
+  }
+  auto bounds = AllocBytes(static_cast<uint32_t>(spec.bounds.size() * sizeof(double)));
+  if (!name || !help || !unit || !labels || !bounds) return no_room();
+  std::memcpy(region_.mutable_arena(*labels, label_refs.size() * sizeof(StringRef)), label_refs.data(),
+              label_refs.size() * sizeof(StringRef));
+  std::memcpy(region_.mutable_arena(*bounds, spec.bounds.size() * sizeof(double)), spec.bounds.data(),
+              spec.bounds.size() * sizeof(double));
+
+  f.name = {*name, static_cast<uint32_t>(spec.name.size())};
+  f.help = {*help, static_cast<uint32_t>(spec.help.size())};
+  f.unit = {*unit, static_cast<uint32_t>(spec.unit.size())};
+  f.labels_offset = *labels;
+  f.bounds_offset = *bounds;
+  f.bucket_count = static_cast<uint32_t>(spec.bounds.size());
+  f.cells_per_series = cells;
+  f.max_series = spec.max_series;
+  f.drop_cell = drop_cell;
+  f.created_unix_ns = NowUnixNs();
+  f.type = spec.type;
+  f.gauge_mode = spec.gauge_mode;
+  f.label_count = static_cast<uint8_t>(spec.label_names.size());
+  f.series_count.store(0, std::memory_order_relaxed);
+  h.cells_used.store(drop_cell + 1, std::memory_order_release);
+  h.family_count.store(count + 1, std::memory_order_release);  // publish
+  return {true, count, drop_cell, cells};
+}
+
+std::optional<SeriesResult> RegistryWriter::FindSeries(uint32_t family,
+                                                       std::span<const std::string_view> values,
+                                                       uint32_t hash) const {
+  const uint32_t mask = region_.layout().hash_buckets - 1;
+  const uint32_t published = region_.header().series_count.load(std::memory_order_acquire);
+  for (uint32_t probe = 0; probe <= mask; ++probe) {
+    const uint32_t entry = region_.hash_bucket((hash + probe) & mask)->load(std::memory_order_acquire);
+    if (entry == 0) return std::nullopt;
+    const uint32_t index = entry - 1;
+    if (index >= published) continue;  // not ours to trust yet
+    const SeriesRecord& s = *region_.series(index);
+    if (s.hash != hash || s.family != family) continue;
+    const StringRef* refs = ArenaRefs(region_, s.values_offset, static_cast<uint32_t>(values.size()));
+    if (!values.empty() && refs == nullptr) continue;
+    bool same = true;
+    for (size_t i = 0; same && i < values.size(); ++i) same = ArenaString(region_, refs[i]) == values[i];
+    if (same) return SeriesResult{SeriesStatus::kOk, index, s.cell_base};
+  }
+  return std::nullopt;
+}
+
+SeriesResult RegistryWriter::FindOrAddSeries(uint32_t family, std::span<const std::string_view> values) {
+  const uint32_t hash = HashSeries(family, values);
+  if (auto found = FindSeries(family, values, hash)) return *found;
+
+  RegionHeader& h = region_.header();
+  FamilyRecord* f = region_.family(family);
+  if (f == nullptr) return {SeriesStatus::kRegionFull};
+  if (f->series_count.load(std::memory_order_relaxed) >= f->max_series) return {SeriesStatus::kFamilyFull};
+  auto no_room = [&]() {
+    h.registration_errors.fetch_add(1, std::memory_order_relaxed);
+    return SeriesResult{SeriesStatus::kRegionFull};
+  };
+  const uint32_t index = h.series_count.load(std::memory_order_relaxed);
+  if (index >= region_.layout().max_series) return no_room();
+
+  // A series' cells never straddle a page: the hot path indexes them from one page pointer.
+  const uint32_t k = f->cells_per_series;
+  uint32_t base = h.cells_used.load(std::memory_order_relaxed);
+  if (base % kCellsPerPage + k > kCellsPerPage) base = (base / kCellsPerPage + 1) * kCellsPerPage;
+  if (uint64_t{base} + k > region_.layout().max_cells) return no_room();
+
+  auto refs = AllocBytes(static_cast<uint32_t>(values.size() * sizeof(StringRef)));
+  if (!refs) return no_room();
+  std::vector<StringRef> value_refs;
+  for (std::string_view v : values) {
+    auto off = AllocString(v);
+    if (!off) return no_room();
+    value_refs.push_back({*off, static_cast<uint32_t>(v.size())});
+  }
+  std::memcpy(region_.mutable_arena(*refs, value_refs.size() * sizeof(StringRef)), value_refs.data(),
+              value_refs.size() * sizeof(StringRef));
+
+  const uint32_t mask = region_.layout().hash_buckets - 1;
+  std::atomic<uint32_t>* bucket = nullptr;
+  for (uint32_t probe = 0; probe <= mask && bucket == nullptr; ++probe) {
+    std::atomic<uint32_t>* b = region_.hash_bucket((hash + probe) & mask);
+    if (b->load(std::memory_order_relaxed) == 0) bucket = b;
+  }
+  if (bucket == nullptr) return no_room();
+
+  SeriesRecord& s = *region_.series(index);
+  s.family = family;
+  s.cell_base = base;
+  s.values_offset = *refs;
+  s.hash = hash;
+  s.created_unix_ns = NowUnixNs();
+  h.cells_used.store(base + k, std::memory_order_release);
+  f->series_count.store(f->series_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  h.series_count.store(index + 1, std::memory_order_release);  // publish the record...
+  bucket->store(index + 1, std::memory_order_release);         // ...then make it findable
+  return {SeriesStatus::kOk, index, base};
+}
+
+std::optional<FamilyView> ReadFamily(const Region& region, uint32_t index, ReadProblem* problem) {
+  auto bad = [&](std::string what) -> std::optional<FamilyView> {
+    if (problem) problem->what = "family #" + std::to_string(index) + ": " + std::move(what);
+    return std::nullopt;
+  };
+  const FamilyRecord* f = region.family(index);
+  if (f == nullptr) return bad("index out of range");
+  // Copy the record first: a hostile writer may change it while we look.
+  FamilyRecord r;
+  std::memcpy(static_cast<void*>(&r), f, sizeof r);
+  FamilyView v;
+  v.index = index;
+  const uint8_t type = static_cast<uint8_t>(r.type);
+  if (type < 1 || type > 3) return bad("unknown type " + std::to_string(type));
+  v.type = r.type;
+  const uint8_t mode = static_cast<uint8_t>(r.gauge_mode);
+  if (mode < 1 || mode > 10) return bad("unknown gauge mode " + std::to_string(mode));
+  v.gauge_mode = r.gauge_mode;
+  if (r.label_count > kMaxLabels) return bad("too many labels");
+  if (r.bucket_count > kMaxBuckets) return bad("too many buckets");
+  for (auto [ref, out] : {std::pair{r.name, &v.name}, {r.help, &v.help}, {r.unit, &v.unit}}) {
+    const char* p = region.arena(ref.offset, ref.length);
+    if (p == nullptr) return bad("string outside the arena");
+    out->assign(p, ref.length);
+  }
+  if (auto p = MetricNameProblem(v.name); !p.empty()) return bad("name " + p);
+  if (v.name.starts_with(kReservedPrefix)) return bad("name uses the reserved prefix shmetrics_");
+  const StringRef* labels = ArenaRefs(region, r.labels_offset, r.label_count);
+  if (r.label_count > 0 && labels == nullptr) return bad("label table outside the arena");
+  for (uint32_t i = 0; i < r.label_count; ++i) {
+    const StringRef ref = labels[i];
+    const char* p = region.arena(ref.offset, ref.length);
+    if (p == nullptr) return bad("label name outside the arena");
+    v.label_names.emplace_back(p, ref.length);
+    if (auto lp = LabelNameProblem(v.label_names.back()); !lp.empty()) return bad("label name " + lp);
+  }
+  const char* b = region.arena(r.bounds_offset, r.bucket_count * sizeof(double));
+  if (r.bucket_count > 0 && b == nullptr) return bad("bounds outside the arena");
+  v.bounds.resize(r.bucket_count);
+  if (r.bucket_count > 0) std::memcpy(v.bounds.data(), b, r.bucket_count * sizeof(double));
+  for (size_t i = 0; i < v.bounds.size(); ++i) {
+    if (!std::isfinite(v.bounds[i]) || (i > 0 && !(v.bounds[i] > v.bounds[i - 1]))) {
+      return bad("bucket bounds not finite and increasing");
+    }
+  }
+  if (r.cells_per_series != CellsPerSeries(r.type, r.gauge_mode, r.bucket_count)) return bad("cell count mismatch");
+  if (r.drop_cell < kSystemCells || r.drop_cell >= region.layout().max_cells) return bad("drop cell out of range");
+  v.cells_per_series = r.cells_per_series;
+  v.drop_cell = r.drop_cell;
+  v.created_unix_ns = r.created_unix_ns;
+  return v;
+}
+
+std::optional<SeriesView> ReadSeries(const Region& region, uint32_t index,
+                                     std::span<const std::optional<FamilyView>> families,
+                                     ReadProblem* problem) {
+  auto bad = [&](std::string what) -> std::optional<SeriesView> {
+    if (problem) problem->what = "series #" + std::to_string(index) + ": " + std::move(what);
+    return std::nullopt;
+  };
+  const SeriesRecord* s = region.series(index);
+  if (s == nullptr) return bad("index out of range");
+  SeriesRecord r;
+  std::memcpy(static_cast<void*>(&r), s, sizeof r);
+  if (r.family >= families.size() || !families[r.family]) return bad("unknown or invalid family");
+  const FamilyView& f = *families[r.family];
+  if (r.cell_base < kSystemCells || uint64_t{r.cell_base} + f.cells_per_series > region.layout().max_cells ||
+      r.cell_base % kCellsPerPage + f.cells_per_series > kCellsPerPage) {
+    return bad("cell range out of bounds");
+  }
+  SeriesView v;
+  v.index = index;
+  v.family = r.family;
+  v.cell_base = r.cell_base;
+  v.created_unix_ns = r.created_unix_ns;
+  const auto n = static_cast<uint32_t>(f.label_names.size());
+  const StringRef* refs = ArenaRefs(region, r.values_offset, n);
+  if (n > 0 && refs == nullptr) return bad("label values outside the arena");
+  for (uint32_t i = 0; i < n; ++i) {
+    const StringRef ref = refs[i];
+    if (ref.length > kMaxLabelValueBytes) return bad("label value too long");
+    const char* p = region.arena(ref.offset, ref.length);
+    if (p == nullptr) return bad("label value outside the arena");
+    v.label_values.emplace_back(p, ref.length);
+  }
+  return v;
+}
+
+}  // namespace shmetrics::shm
