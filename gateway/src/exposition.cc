@@ -1,0 +1,161 @@
+#include "exposition.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "text_format.h"
+
+namespace shmetrics::gateway {
+namespace {
+
+void AppendHeader(std::string& out, const std::string& name, const std::string& help, const char* type) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  text::AppendHelp(out, help);
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+// name{labels[,extra_name="extra_value"]} value
+void AppendSample(std::string& out, const std::string& name, const char* suffix, const std::string& labels,
+                  const char* extra_name, const std::string& extra_value, double value) {
+  out += name;
+  out += suffix;
+  if (!labels.empty() || extra_name != nullptr) {
+    out += '{';
+    out += labels;
+    if (extra_name != nullptr) {
+      if (!labels.empty()) out += ',';
+      out += extra_name;
+      out += "=\"";
+      out += extra_value;
+      out += '"';
+    }
+    out += '}';
+  }
+  out += ' ';
+  text::AppendDouble(out, value);
+  out += '\n';
+}
+
+const char* TypeName(shm::MetricType t) {
+  switch (t) {
+    case shm::MetricType::kCounter: return "counter";
+    case shm::MetricType::kGauge: return "gauge";
+    case shm::MetricType::kHistogram: return "histogram";
+  }
+  return "untyped";
+}
+
+}  // namespace
+
+void AppendText(const RegionReader& reader, const Snapshot& snap, std::string& out) {
+  const auto& families = reader.families();
+  const auto& series = reader.series();
+  std::string name, bound, pid_value;
+  for (uint32_t fi : reader.family_order()) {
+    const FamilyInfo& f = families[fi];
+    if (f.series.empty()) continue;
+    const shm::FamilyView& fv = f.view;
+    name = fv.name;
+    if (fv.type == shm::MetricType::kCounter) name += "_total";
+    AppendHeader(out, name, fv.help, TypeName(fv.type));
+    for (uint32_t si : f.series) {
+      const SeriesInfo& s = series[si];
+      const uint32_t base = s.view.cell_base;
+      switch (fv.type) {
+        case shm::MetricType::kCounter:
+          AppendSample(out, name, "", s.text_labels, nullptr, {}, snap.sums[base]);
+          break;
+        case shm::MetricType::kGauge:
+          if (shm::IsPerWorkerMode(fv.gauge_mode)) {
+            auto [lo, hi] = std::equal_range(
+                snap.worker_gauges.begin(), snap.worker_gauges.end(), WorkerGauge{si, {}, 0},
+                [](const WorkerGauge& a, const WorkerGauge& b) { return a.series < b.series; });
+            for (auto it = lo; it != hi; ++it) {
+              pid_value.clear();
+              text::AppendLabelValue(pid_value, it->pid);
+              AppendSample(out, name, "", s.text_labels, "pid", pid_value, it->value);
+            }
+          } else if (snap.gauge[si]) {
+            AppendSample(out, name, "", s.text_labels, nullptr, {}, *snap.gauge[si]);
+          }
+          break;
+        case shm::MetricType::kHistogram: {
+          // Cumulative, so never decreasing, and +Inf is the total, which is also _count.
+          double cumulative = 0;
+          for (size_t b = 0; b <= fv.bounds.size(); ++b) {
+            cumulative += snap.sums[base + b];
+            bound.clear();
+            text::AppendBound(bound, b < fv.bounds.size() ? fv.bounds[b] : std::numeric_limits<double>::infinity());
+            AppendSample(out, name, "_bucket", s.text_labels, "le", bound, cumulative);
+          }
+          AppendSample(out, name, "_sum", s.text_labels, nullptr, {}, snap.sums[base + fv.bounds.size() + 1]);
+          AppendSample(out, name, "_count", s.text_labels, nullptr, {}, cumulative);
+          break;
+        }
+      }
+    }
+  }
+}
+
+void AppendText(const std::vector<prometheus::MetricFamily>& families, std::string& out) {
+  std::string labels, bound;
+  for (const prometheus::MetricFamily& f : families) {
+    if (f.metric.empty()) continue;
+    const char* type = "untyped";
+    switch (f.type) {
+      case prometheus::MetricType::Counter: type = "counter"; break;
+      case prometheus::MetricType::Gauge: type = "gauge"; break;
+      case prometheus::MetricType::Histogram: type = "histogram"; break;
+      case prometheus::MetricType::Summary: type = "summary"; break;
+      default: break;
+    }
+    AppendHeader(out, f.name, f.help, type);
+    for (const prometheus::ClientMetric& m : f.metric) {
+      labels.clear();
+      for (const auto& l : m.label) {
+        if (!labels.empty()) labels += ',';
+        labels += l.name;
+        labels += "=\"";
+        text::AppendLabelValue(labels, l.value);
+        labels += '"';
+      }
+      switch (f.type) {
+        case prometheus::MetricType::Counter:
+          AppendSample(out, f.name, "", labels, nullptr, {}, m.counter.value);
+          break;
+        case prometheus::MetricType::Gauge:
+          AppendSample(out, f.name, "", labels, nullptr, {}, m.gauge.value);
+          break;
+        case prometheus::MetricType::Histogram: {
+          for (const auto& b : m.histogram.bucket) {
+            bound.clear();
+            text::AppendBound(bound, b.upper_bound);
+            AppendSample(out, f.name, "_bucket", labels, "le", bound, static_cast<double>(b.cumulative_count));
+          }
+          if (m.histogram.bucket.empty() || !std::isinf(m.histogram.bucket.back().upper_bound)) {
+            AppendSample(out, f.name, "_bucket", labels, "le", "+Inf", static_cast<double>(m.histogram.sample_count));
+          }
+          AppendSample(out, f.name, "_sum", labels, nullptr, {}, m.histogram.sample_sum);
+          AppendSample(out, f.name, "_count", labels, nullptr, {}, static_cast<double>(m.histogram.sample_count));
+          break;
+        }
+        case prometheus::MetricType::Summary:
+          AppendSample(out, f.name, "_sum", labels, nullptr, {}, m.summary.sample_sum);
+          AppendSample(out, f.name, "_count", labels, nullptr, {}, static_cast<double>(m.summary.sample_count));
+          break;
+        default:
+          AppendSample(out, f.name, "", labels, nullptr, {}, m.untyped.value);
+          break;
+      }
+    }
+  }
+}
+
+}  // namespace shmetrics::gateway

@@ -1,0 +1,245 @@
+#include "gateway.h"
+
+#include <prometheus/histogram.h>
+
+#include "exposition.h"
+#include "log.h"
+
+namespace shmetrics::gateway {
+namespace {
+
+// Mirrors a monotonic count read from the region into a prometheus-cpp Counter, which only
+// increments. A region re-creation resets `last` (the count restarts; so does the counter's
+// meaning, which Prometheus' rate() treats as a reset).
+void Sync(prometheus::Counter& counter, double now, double& last) {
+  if (now > last) counter.Increment(now - last);
+  last = now;
+}
+
+}  // namespace
+
+struct Gateway::SelfMetrics {
+  explicit SelfMetrics(prometheus::Registry& r)
+      : workers(prometheus::BuildGauge().Name("shmetrics_workers").Help("Worker processes with a live slot in the region.").Register(r)),
+        workers_live(workers.Add({{"state", "live"}})),
+        dead(prometheus::BuildCounter().Name("shmetrics_workers_dead_total").Help("Worker processes found dead and folded into the accumulator.").Register(r)),
+        dead_workers(dead.Add({})),
+        writers(prometheus::BuildGauge().Name("shmetrics_writers").Help("Writer slots (one per writing thread) in use.").Register(r)),
+        writers_live(writers.Add({{"state", "live"}})),
+        writers_folded_family(prometheus::BuildCounter().Name("shmetrics_writers_folded_total").Help("Writer slots (threads or processes) folded into the accumulator.").Register(r)),
+        writers_folded(writers_folded_family.Add({})),
+        slots(prometheus::BuildGauge().Name("shmetrics_slots").Help("Writer slots in the region.").Register(r)),
+        slots_used(slots.Add({{"state", "used"}})),
+        slots_total(slots.Add({{"state", "total"}})),
+        series(prometheus::BuildGauge().Name("shmetrics_series").Help("Series registered in the region.").Register(r)),
+        series_count(series.Add({})),
+        families(prometheus::BuildGauge().Name("shmetrics_families").Help("Metric families registered in the region.").Register(r)),
+        families_count(families.Add({})),
+        bytes(prometheus::BuildGauge().Name("shmetrics_region_bytes").Help("Size of the shared-memory region: total, and used (fixed sections plus pages handed out).").Register(r)),
+        bytes_used(bytes.Add({{"kind", "used"}})),
+        bytes_total(bytes.Add({{"kind", "total"}})),
+        dropped(prometheus::BuildCounter().Name("shmetrics_dropped_updates_total").Help("Updates that could not be stored, by reason: series_limit (a family's cap), region_full (no room for the family or series), no_slot (no free writer slot), no_page (page pool exhausted).").Register(r)),
+        dropped_series_limit(dropped.Add({{"reason", "series_limit"}})),
+        dropped_region_full(dropped.Add({{"reason", "region_full"}})),
+        dropped_no_slot(dropped.Add({{"reason", "no_slot"}})),
+        dropped_no_page(dropped.Add({{"reason", "no_page"}})),
+        family_dropped(prometheus::BuildCounter().Name("shmetrics_family_dropped_updates_total").Help("Updates dropped because the family's series cap or the region was full, per family.").Register(r)),
+        registration(prometheus::BuildCounter().Name("shmetrics_registration_errors_total").Help("Families or series refused for lack of room in the region.").Register(r)),
+        registration_errors(registration.Add({})),
+        invalid(prometheus::BuildCounter().Name("shmetrics_region_invalid_records_total").Help("Region records the gateway skipped as invalid (corrupt or hostile data).").Register(r)),
+        invalid_records(invalid.Add({{"kind", "registry"}})),
+        invalid_slots(invalid.Add({{"kind", "slot"}})),
+        folds(prometheus::BuildCounter().Name("shmetrics_fold_rounds_total").Help("Rounds that folded dead writers into the accumulator.").Register(r)),
+        fold_rounds(folds.Add({{"result", "ok"}})),
+        fold_failures(folds.Add({{"result", "no_room"}})),
+        scrape(prometheus::BuildHistogram().Name("shmetrics_scrape_duration_seconds").Help("Time to reap, merge and encode one /metrics body.").Register(r)),
+        scrape_duration(scrape.Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5})),
+        http(prometheus::BuildCounter().Name("shmetrics_http_errors_total").Help("HTTP requests the gateway refused or could not serve, by reason.").Register(r)),
+        http_bad(http.Add({{"reason", "bad_request"}})),
+        http_not_found(http.Add({{"reason", "not_found"}})),
+        http_method(http.Add({{"reason", "method_not_allowed"}})),
+        http_timeouts(http.Add({{"reason", "timeout"}})),
+        http_rejected(http.Add({{"reason", "too_many_connections"}})),
+        http_handler(http.Add({{"reason", "handler_error"}})) {}
+
+  prometheus::Family<prometheus::Gauge>& workers;
+  prometheus::Gauge& workers_live;
+  prometheus::Family<prometheus::Counter>& dead;
+  prometheus::Counter& dead_workers;
+  prometheus::Family<prometheus::Gauge>& writers;
+  prometheus::Gauge& writers_live;
+  prometheus::Family<prometheus::Counter>& writers_folded_family;
+  prometheus::Counter& writers_folded;
+  prometheus::Family<prometheus::Gauge>& slots;
+  prometheus::Gauge& slots_used;
+  prometheus::Gauge& slots_total;
+  prometheus::Family<prometheus::Gauge>& series;
+  prometheus::Gauge& series_count;
+  prometheus::Family<prometheus::Gauge>& families;
+  prometheus::Gauge& families_count;
+  prometheus::Family<prometheus::Gauge>& bytes;
+  prometheus::Gauge& bytes_used;
+  prometheus::Gauge& bytes_total;
+  prometheus::Family<prometheus::Counter>& dropped;
+  prometheus::Counter& dropped_series_limit;
+  prometheus::Counter& dropped_region_full;
+  prometheus::Counter& dropped_no_slot;
+  prometheus::Counter& dropped_no_page;
+  prometheus::Family<prometheus::Counter>& family_dropped;
+  prometheus::Family<prometheus::Counter>& registration;
+  prometheus::Counter& registration_errors;
+  prometheus::Family<prometheus::Counter>& invalid;
+  prometheus::Counter& invalid_records;
+  prometheus::Counter& invalid_slots;
+  prometheus::Family<prometheus::Counter>& folds;
+  prometheus::Counter& fold_rounds;
+  prometheus::Counter& fold_failures;
+  prometheus::Family<prometheus::Histogram>& scrape;
+  prometheus::Histogram& scrape_duration;
+  prometheus::Family<prometheus::Counter>& http;
+  prometheus::Counter& http_bad;
+  prometheus::Counter& http_not_found;
+  prometheus::Counter& http_method;
+  prometheus::Counter& http_timeouts;
+  prometheus::Counter& http_rejected;
+  prometheus::Counter& http_handler;
+
+  // Last values mirrored from the region / server (see Sync).
+  double last_dead = 0, last_folded = 0, last_series_limit = 0, last_region_full = 0, last_no_slot = 0,
+         last_no_page = 0, last_registration = 0, last_invalid_records = 0, last_invalid_slots = 0,
+         last_folds = 0, last_fold_failures = 0;
+  double last_http[6] = {};
+  std::map<std::string, double> last_family_dropped;
+};
+
+Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
+  reader_ = std::make_unique<RegionReader>(shm::Region::OpenOrCreate(options_.region, options_.region_options),
+                                           options_.reader);
+  registry_ = std::make_shared<prometheus::Registry>();
+  self_ = std::make_unique<SelfMetrics>(*registry_);
+  const shm::Layout& l = reader_->region().layout();
+  LogInfo("region \"" + options_.region + "\" " + (reader_->region().created() ? "created" : "attached") +
+          ": " + std::to_string(l.region_bytes) + " bytes, " + std::to_string(l.max_slots) + " slots, " +
+          std::to_string(l.max_series) + " series, " + std::to_string(l.page_count) + " pages");
+}
+
+Gateway::~Gateway() { Stop(); }
+
+void Gateway::Start() {
+  std::map<std::string, HttpHandler> routes;
+  routes["/metrics"] = [this](const HttpRequestInfo& r) { return HandleMetrics(r); };
+  routes["/healthz"] = [this](const HttpRequestInfo& r) { return HandleHealth(r); };
+  server_ = std::make_unique<HttpServer>(options_.http, std::move(routes));
+  server_->Start();
+  reaper_ = std::thread([this] { ReaperLoop(); });
+  LogInfo("serving http://" + options_.http.host + ":" + std::to_string(server_->port()) + "/metrics");
+}
+
+void Gateway::Stop() {
+  {
+    std::lock_guard lock(stop_mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (server_) server_->Stop();
+  if (reaper_.joinable()) reaper_.join();
+}
+
+uint16_t Gateway::port() const { return server_ ? server_->port() : 0; }
+
+void Gateway::ReaperLoop() {
+  std::unique_lock lock(stop_mu_);
+  while (!stop_cv_.wait_for(lock, options_.reap_interval, [this] { return stopping_; })) {
+    lock.unlock();
+    try {
+      std::lock_guard g(mu_);
+      CheckRecreatedLocked();
+      reader_->Reap();
+    } catch (const std::exception& e) {
+      LogError(std::string("reaper: ") + e.what());
+    }
+    lock.lock();
+  }
+}
+
+void Gateway::CheckRecreatedLocked() {
+  const ino_t now = shm::Region::CurrentInode(options_.region);
+  if (now == reader_->region().inode()) return;
+  if (now == 0) {
+    LogWarn("region \"" + options_.region + "\" was removed; still serving the mapping we hold "
+            "(workers attached to it keep writing into it)");
+    return;
+  }
+  LogWarn("region \"" + options_.region + "\" was re-created by someone else; re-attaching");
+  reader_.reset();  // releases our locks on the old object first
+  reader_ = std::make_unique<RegionReader>(shm::Region::Open(options_.region), options_.reader);
+}
+
+void Gateway::UpdateSelfMetricsLocked(const Snapshot& snap) {
+  SelfMetrics& m = *self_;
+  const shm::Region& region = reader_->region();
+  const shm::Layout& l = region.layout();
+  m.workers_live.Set(static_cast<double>(snap.live_workers));
+  m.writers_live.Set(static_cast<double>(snap.live_writers));
+  m.slots_used.Set(static_cast<double>(snap.live_writers));
+  m.slots_total.Set(l.max_slots);
+  m.series_count.Set(static_cast<double>(reader_->series().size()));
+  m.families_count.Set(static_cast<double>(reader_->families().size()));
+  m.bytes_total.Set(static_cast<double>(l.region_bytes));
+  m.bytes_used.Set(static_cast<double>(l.pages_offset + snap.pages_used * shm::kPageBytes));
+  Sync(m.dead_workers, static_cast<double>(snap.folded_workers), m.last_dead);
+  Sync(m.writers_folded, static_cast<double>(snap.folded_writers), m.last_folded);
+  double series_limit = 0;
+  for (const FamilyInfo& f : reader_->families()) {
+    const double d = f.view.drop_cell < snap.sums.size() ? snap.sums[f.view.drop_cell] : 0;
+    series_limit += d;
+    if (d > 0) Sync(m.family_dropped.Add({{"family", f.view.name}}), d, m.last_family_dropped[f.view.name]);
+  }
+  Sync(m.dropped_series_limit, series_limit, m.last_series_limit);
+  Sync(m.dropped_region_full, static_cast<double>(snap.dropped_region_full), m.last_region_full);
+  Sync(m.dropped_no_slot, static_cast<double>(snap.dropped_no_slot), m.last_no_slot);
+  Sync(m.dropped_no_page, static_cast<double>(snap.dropped_no_page), m.last_no_page);
+  Sync(m.registration_errors, static_cast<double>(snap.registration_errors), m.last_registration);
+  const ReaderStats rs = reader_->stats();
+  Sync(m.invalid_records, static_cast<double>(rs.corrupt_records), m.last_invalid_records);
+  Sync(m.invalid_slots, static_cast<double>(rs.corrupt_slots), m.last_invalid_slots);
+  Sync(m.fold_rounds, static_cast<double>(rs.fold_rounds), m.last_folds);
+  Sync(m.fold_failures, static_cast<double>(rs.fold_failures), m.last_fold_failures);
+  if (server_) {
+    const HttpServerStats h = server_->stats();
+    const double now[6] = {double(h.bad_requests), double(h.not_found), double(h.method_not_allowed),
+                           double(h.timeouts), double(h.rejected_connections), double(h.handler_errors)};
+    prometheus::Counter* counters[6] = {&m.http_bad, &m.http_not_found, &m.http_method,
+                                        &m.http_timeouts, &m.http_rejected, &m.http_handler};
+    for (int i = 0; i < 6; ++i) Sync(*counters[i], now[i], m.last_http[i]);
+  }
+}
+
+std::string Gateway::RenderMetrics() {
+  const auto start = std::chrono::steady_clock::now();
+  std::string body;
+  std::lock_guard lock(mu_);
+  reader_->Collect(snapshot_);
+  body.reserve(reader_->series().size() * 64 + 4096);
+  AppendText(*reader_, snapshot_, body);
+  UpdateSelfMetricsLocked(snapshot_);
+  self_->scrape_duration.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  AppendText(registry_->Collect(), body);
+  return body;
+}
+
+HttpResponse Gateway::HandleMetrics(const HttpRequestInfo&) {
+  HttpResponse r;
+  r.content_type = kTextContentType;
+  r.body = RenderMetrics();
+  return r;
+}
+
+HttpResponse Gateway::HandleHealth(const HttpRequestInfo&) {
+  HttpResponse r;
+  r.body = "ok\n";
+  return r;
+}
+
+}  // namespace shmetrics::gateway

@@ -1,0 +1,149 @@
+// shmetrics-gateway: serves one region's merged metrics over HTTP. See --help.
+#include <signal.h>
+
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "gateway.h"
+#include "log.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(Usage: shmetrics-gateway --region NAME [options]
+
+Serves the merged metrics of every worker writing into the shared-memory region NAME
+(/dev/shm/NAME) as one Prometheus /metrics endpoint. Creates the region if no worker has.
+
+Options:
+  --region NAME            region name: [A-Za-z0-9._-], 1-200 characters (required)
+  --listen HOST:PORT       address to serve on (default 127.0.0.1:9716; loopback by default,
+                           use 0.0.0.0:PORT to expose it; IPv6 as [::1]:PORT)
+  --reap-interval SECONDS  how often dead workers are looked for and folded (default 1)
+  --dead-gauge-retention SECONDS
+                           how long gauges in mode `all` keep showing a dead worker (default 300)
+  --threads N              HTTP io threads (default 2)
+  --reset                  remove the region NAME and exit (stop its workers first)
+  --help                   this text
+
+Options used only when the gateway creates the region (workers that create it use their own):
+  --size BYTES             region size, suffixes K, M, G allowed (default 32M)
+  --max-series N           series in the region (default 65536)
+  --max-families N         families in the region (default 1024)
+  --max-slots N            concurrent writer threads over all workers (default 256)
+  --max-cells N            value cells, multiple of 512 (default 1048576)
+  --mode OCTAL             file mode of /dev/shm/NAME (default 0600; 0660 to share with a group)
+
+Endpoints: GET /metrics (text format 0.0.4), GET /healthz.
+Exit status: 0 on SIGINT/SIGTERM, 2 on bad usage, 1 when the region or the address fails.
+)";
+
+[[noreturn]] void Usage(const std::string& error) {
+  std::cerr << "shmetrics-gateway: " << error << "\nTry 'shmetrics-gateway --help'.\n";
+  std::exit(2);
+}
+
+uint64_t ParseNumber(std::string_view flag, std::string_view text, int base = 10, bool suffixes = false) {
+  uint64_t value = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value, base);
+  if (ec != std::errc() || p == text.data()) Usage("invalid number for " + std::string(flag) + ": '" + std::string(text) + "'");
+  std::string_view rest(p, text.data() + text.size() - p);
+  if (suffixes && rest.size() == 1) {
+    const char s = static_cast<char>(std::toupper(rest[0]));
+    const int shift = s == 'K' ? 10 : s == 'M' ? 20 : s == 'G' ? 30 : -1;
+    if (shift < 0) Usage("invalid size suffix for " + std::string(flag) + ": '" + std::string(rest) + "' (use K, M or G)");
+    value <<= shift;
+    rest = {};
+  }
+  if (!rest.empty()) Usage("invalid number for " + std::string(flag) + ": '" + std::string(text) + "'");
+  return value;
+}
+
+void ParseListen(std::string_view text, shmetrics::gateway::HttpServerOptions& http) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) Usage("--listen wants HOST:PORT, got '" + std::string(text) + "'");
+  std::string host(text.substr(0, colon));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const uint64_t port = ParseNumber("--listen port", text.substr(colon + 1));
+  if (port > 65535) Usage("--listen port out of range: " + std::to_string(port));
+  http.host = host;
+  http.port = static_cast<uint16_t>(port);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace shmetrics;
+  gateway::GatewayOptions options;
+  bool reset = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    auto value = [&]() -> std::string_view {
+      if (i + 1 >= argc) Usage("option " + std::string(arg) + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      return 0;
+    } else if (arg == "--region") {
+      options.region = value();
+    } else if (arg == "--listen") {
+      ParseListen(value(), options.http);
+    } else if (arg == "--reap-interval") {
+      options.reap_interval = std::chrono::milliseconds(ParseNumber(arg, value()) * 1000);
+      if (options.reap_interval.count() == 0) Usage("--reap-interval must be at least 1");
+    } else if (arg == "--dead-gauge-retention") {
+      options.reader.dead_gauge_retention = std::chrono::seconds(ParseNumber(arg, value()));
+    } else if (arg == "--threads") {
+      options.http.threads = static_cast<int>(ParseNumber(arg, value()));
+      if (options.http.threads < 1 || options.http.threads > 64) Usage("--threads must be 1..64");
+    } else if (arg == "--size") {
+      options.region_options.size_bytes = ParseNumber(arg, value(), 10, true);
+    } else if (arg == "--max-series") {
+      options.region_options.max_series = static_cast<uint32_t>(ParseNumber(arg, value()));
+    } else if (arg == "--max-families") {
+      options.region_options.max_families = static_cast<uint32_t>(ParseNumber(arg, value()));
+    } else if (arg == "--max-slots") {
+      options.region_options.max_slots = static_cast<uint32_t>(ParseNumber(arg, value()));
+    } else if (arg == "--max-cells") {
+      options.region_options.max_cells = static_cast<uint32_t>(ParseNumber(arg, value()));
+    } else if (arg == "--mode") {
+      options.region_options.mode = static_cast<mode_t>(ParseNumber(arg, value(), 8));
+    } else if (arg == "--reset") {
+      reset = true;
+    } else {
+      Usage("unknown option '" + std::string(arg) + "'");
+    }
+  }
+  if (options.region.empty()) Usage("--region NAME is required");
+
+  try {
+    if (reset) {
+      const bool removed = shm::Region::Remove(options.region);
+      std::cout << (removed ? "removed region " : "no region named ") << options.region << "\n";
+      return 0;
+    }
+    // Signals are taken by sigwait in this thread only: block them before any thread starts.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+
+    gateway::Gateway gw(options);
+    gw.Start();
+    int sig = 0;
+    sigwait(&signals, &sig);
+    gateway::LogInfo(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
+    gw.Stop();
+    return 0;
+  } catch (const std::exception& e) {
+    gateway::LogError(e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,21 @@
+// Text exposition building blocks (Prometheus text 0.0.4): escaping and number formatting that
+// round-trip. Written here rather than taken from prometheus-cpp's TextSerializer, which does not
+// escape HELP, prints NaN as "Nan" and uses 16 significant digits.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace shmetrics::gateway::text {
+
+// HELP text: backslash and newline escaped.
+void AppendHelp(std::string& out, std::string_view help);
+// Label value: backslash, double quote and newline escaped.
+void AppendLabelValue(std::string& out, std::string_view value);
+// Shortest decimal that parses back to the same double; NaN, +Inf, -Inf as Go's ParseFloat reads.
+void AppendDouble(std::string& out, double v);
+// A histogram bound as OpenMetrics' canonical form ("1.0", "0.25", "1e-05", "+Inf"), used in
+// every format so the `le` label is the same series whichever format Prometheus negotiates.
+void AppendBound(std::string& out, double v);
+
+}  // namespace shmetrics::gateway::text
