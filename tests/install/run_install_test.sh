@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# usage: run_install_test.sh BUILD_DIR SOURCE_DIR
+# Installs BUILD_DIR into a temporary prefix, builds tests/install/consumer against that prefix only,
+# runs it on a fresh region, then starts the installed gateway on that region and checks that
+# /metrics shows what the consumer counted. Cleans up the region, the gateway and the prefix.
+set -euo pipefail
+
+if [[ $# -ne 2 ]]; then
+  echo "usage: $0 BUILD_DIR SOURCE_DIR" >&2
+  exit 2
+fi
+build_dir="$(cd "$1" && pwd)"
+source_dir="$(cd "$2" && pwd)"
+consumer_src="${source_dir}/tests/install/consumer"
+region="shmetrics-install-test-$$"
+
+tmp="$(mktemp -d -t shmetrics-install.XXXXXX)"
+gateway_pid=""
+cleanup() {
+  if [[ -n "$gateway_pid" ]]; then
+    kill -TERM "$gateway_pid" 2>/dev/null || true
+    wait "$gateway_pid" 2>/dev/null || true
+  fi
+  rm -f "/dev/shm/${region}"
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "install_consumer_test: FAIL: $*" >&2
+  exit 1
+}
+step() { echo "install_consumer_test: $*" >&2; }
+
+prefix="$tmp/prefix"
+step "cmake --install ${build_dir} --prefix ${prefix}"
+cmake --install "$build_dir" --prefix "$prefix" >"$tmp/install.log" 2>&1 ||
+  { cat "$tmp/install.log" >&2; fail "cmake --install failed"; }
+
+config="$(find "$prefix" -name shmetricsConfig.cmake -print -quit)"
+[[ -n "$config" ]] || fail "no shmetricsConfig.cmake under ${prefix}"
+step "package config: ${config#"$prefix"/}"
+
+gateway="$prefix/bin/shmetrics-gateway"
+[[ -x "$gateway" ]] || fail "gateway not installed as ${gateway#"$prefix"/}"
+"$gateway" --help >"$tmp/gateway-help.txt" 2>&1 ||
+  { cat "$tmp/gateway-help.txt" >&2; fail "installed gateway --help exited non-zero"; }
+grep -q -- "--region" "$tmp/gateway-help.txt" || fail "installed gateway --help does not mention --region"
+
+# Only the prefix: the consumer must not find the build tree (no package registry, no source).
+step "configuring and building the consumer against ${prefix}"
+cmake -S "$consumer_src" -B "$tmp/consumer-build" -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF \
+      >"$tmp/consumer-configure.log" 2>&1 ||
+  { cat "$tmp/consumer-configure.log" >&2; fail "consumer configure failed"; }
+cmake --build "$tmp/consumer-build" -j2 >"$tmp/consumer-build.log" 2>&1 ||
+  { cat "$tmp/consumer-build.log" >&2; fail "consumer build failed"; }
+
+step "running the consumer on region ${region}"
+out="$("$tmp/consumer-build/app" "$region" 2>&1)" || { echo "$out" >&2; fail "consumer exited non-zero"; }
+[[ "$out" == "OK" ]] || { echo "$out" >&2; fail "consumer printed something other than OK"; }
+[[ -e "/dev/shm/${region}" ]] || fail "consumer did not create /dev/shm/${region}"
+
+# The installed gateway serves what the (now exited) consumer counted.
+step "scraping the installed gateway"
+count_line() {  # the consumer's series in a scrape, or nothing
+  grep -E '^http_requests_total\{' <<<"$1" | grep 'method="GET"' | grep 'code="200"' || true
+}
+up=0
+scraped=""
+for attempt in 1 2 3; do
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  "$gateway" --region "$region" --listen "127.0.0.1:${port}" 2>"$tmp/gateway.log" &
+  gateway_pid=$!
+  for _ in $(seq 1 100); do
+    kill -0 "$gateway_pid" 2>/dev/null || break  # exited (port taken meanwhile?): another port
+    if curl --silent --noproxy '*' --max-time 2 -o /dev/null "http://127.0.0.1:${port}/healthz"; then
+      up=1
+      break 2
+    fi
+    sleep 0.1
+  done
+  kill -TERM "$gateway_pid" 2>/dev/null || true
+  wait "$gateway_pid" 2>/dev/null || true
+  gateway_pid=""
+  step "gateway attempt ${attempt} on port ${port} did not come up"
+done
+(( up )) || { cat "$tmp/gateway.log" >&2; fail "the installed gateway never answered /healthz"; }
+# The consumer's slot is dead by now; give the gateway a few seconds to notice if it must.
+for _ in $(seq 1 50); do
+  scraped="$(curl --silent --show-error --fail --noproxy '*' --max-time 5 \
+             "http://127.0.0.1:${port}/metrics")" || fail "GET /metrics failed"
+  line="$(count_line "$scraped")"
+  if [[ -n "$line" ]] && awk '{ exit !($NF == 3) }' <<<"$line"; then break; fi
+  sleep 0.1
+done
+line="$(count_line "$scraped")"
+[[ -n "$line" ]] ||
+  { echo "$scraped" >&2; fail "no http_requests_total{method=\"GET\",code=\"200\"} in /metrics"; }
+awk '{ exit !($NF == 3) }' <<<"$line" || fail "expected the consumer's count of 3, got: $line"
+kill -TERM "$gateway_pid"
+gateway_status=0
+wait "$gateway_pid" || gateway_status=$?
+gateway_pid=""
+(( gateway_status == 0 )) || fail "the installed gateway exited with ${gateway_status} on SIGTERM"
+
+step "PASS"
