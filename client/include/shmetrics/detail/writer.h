@@ -17,7 +17,7 @@
 
 namespace shmetrics::detail {
 
-inline constexpr int kMaxRegions = 8;  // regions one process may attach
+inline constexpr int kMaxRegions = 64;  // regions one process may attach (512 bytes of TLS per thread)
 
 // A process-local view of one slot's page directory: pages[i] is this process's address of the
 // page that holds cells [i * kCellsPerPage, (i + 1) * kCellsPerPage), or nullptr.

@@ -1,0 +1,219 @@
+// Client API: registration errors, drops, threads, fork. Values are read back through the
+// gateway's RegionReader in the same process (its lock descriptor is separate from ours).
+#include "shmetrics/shmetrics.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "region_reader.h"
+#include "test_region.h"
+
+namespace shmetrics {
+namespace {
+
+using testing::ScopedRegionName;
+using testing::SmallOptions;
+
+struct Reader {
+  explicit Reader(const std::string& name) : reader(shm::Region::Open(name)) {}
+  // Value of the first cell of the series with these label values in family `family`.
+  double Cell(const std::string& family, std::vector<std::string> labels, uint32_t offset = 0) {
+    reader.Collect(snap);
+    for (const auto& f : reader.families()) {
+      if (f.view.name != family) continue;
+      for (uint32_t s : f.series) {
+        if (reader.series()[s].view.label_values == labels) return snap.sums[reader.series()[s].view.cell_base + offset];
+      }
+    }
+    return -1;
+  }
+  double FamilyDrops(const std::string& family) {
+    reader.Collect(snap);
+    for (const auto& f : reader.families()) {
+      if (f.view.name == family) return snap.sums[f.view.drop_cell];
+    }
+    return -1;
+  }
+  gateway::RegionReader reader;
+  gateway::Snapshot snap;
+};
+
+std::string ErrorOf(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ClientTest, CountsFromManyThreadsExactly) {
+  ScopedRegionName name("threads");
+  Client& c = Client::Attach(name.name, SmallOptions());
+  auto& fam = BuildCounter().Name("jobs_total").Help("Jobs.").Labels({"kind"}).Register(c);
+  auto& hist = BuildHistogram().Name("size_bytes").Help("Sizes.").Buckets({10, 100}).Register(c);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      Counter& k = fam.Add({"a"});
+      for (int i = 0; i < 100000; ++i) {
+        k.Inc();
+        hist.Get().Observe(i % 3 == 0 ? 5 : (i % 3 == 1 ? 50 : 500));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  Reader r(name.name);
+  EXPECT_EQ(r.Cell("jobs", {"a"}), 400000);
+  // Buckets (non-cumulative cells): <=10, <=100, +Inf, then the sum.
+  EXPECT_EQ(r.Cell("size_bytes", {}, 0) + r.Cell("size_bytes", {}, 1) + r.Cell("size_bytes", {}, 2), 400000);
+  EXPECT_EQ(r.Cell("size_bytes", {}, 0), 4 * 33334);
+  EXPECT_EQ(r.Cell("size_bytes", {}, 3), 4 * (33334.0 * 5 + 33333.0 * 50 + 33333.0 * 500));
+}
+
+TEST(ClientTest, CounterRejectsNegativeAndNaNAsCountedDrops) {
+  ScopedRegionName name("negative");
+  Client& c = Client::Attach(name.name, SmallOptions());
+  Counter& k = BuildCounter().Name("bytes_total").Help("B.").Register(c).Get();
+  k.Add(2.5);
+  k.Add(-1);
+  k.Add(std::numeric_limits<double>::quiet_NaN());
+  Reader r(name.name);
+  EXPECT_EQ(r.Cell("bytes", {}), 2.5);
+  EXPECT_EQ(r.FamilyDrops("bytes"), 2);
+}
+
+TEST(ClientTest, HistogramPutsNaNAndLargeValuesInInf) {
+  ScopedRegionName name("hist");
+  Client& c = Client::Attach(name.name, SmallOptions());
+  Histogram& h = BuildHistogram().Name("x_seconds").Help("X.").Buckets({1, 2}).Register(c).Get();
+  h.Observe(1);   // le=1 is inclusive
+  h.Observe(1.5);
+  h.Observe(3);
+  h.Observe(std::numeric_limits<double>::quiet_NaN());
+  Reader r(name.name);
+  EXPECT_EQ(r.Cell("x_seconds", {}, 0), 1);
+  EXPECT_EQ(r.Cell("x_seconds", {}, 1), 1);
+  EXPECT_EQ(r.Cell("x_seconds", {}, 2), 2);
+}
+
+TEST(ClientTest, HistogramWithManyBucketsUsesBinarySearchCorrectly) {
+  ScopedRegionName name("histbig");
+  Client& c = Client::Attach(name.name, SmallOptions());
+  Histogram& h = BuildHistogram().Name("y_seconds").Help("Y.").Buckets(LinearBuckets(1, 1, 64)).Register(c).Get();
+  for (int v = 0; v <= 70; ++v) h.Observe(v);
+  Reader r(name.name);
+  EXPECT_EQ(r.Cell("y_seconds", {}, 0), 2);   // 0 and 1
+  EXPECT_EQ(r.Cell("y_seconds", {}, 63), 1);  // 64
+  EXPECT_EQ(r.Cell("y_seconds", {}, 64), 6);  // 65..70 in +Inf
+}
+
+TEST(ClientTest, RegistrationErrorsNameTheMetric) {
+  ScopedRegionName name("errors");
+  Client& c = Client::Attach(name.name, SmallOptions());
+  EXPECT_NE(ErrorOf([&] { BuildCounter().Name("bad name").Help("x").Register(c); }).find("\"bad name\""), std::string::npos);
+  BuildCounter().Name("orders_total").Help("Orders.").Labels({"shop"}).Register(c);
+  const std::string conflict = ErrorOf([&] { BuildGauge().Name("orders").Help("Orders.").Labels({"shop"}).Register(c); });
+  EXPECT_NE(conflict.find("\"orders\""), std::string::npos) << conflict;
+  const std::string labels = ErrorOf([&] { BuildCounter().Name("orders_total").Help("Orders.").Labels({"shop", "x"}).Register(c); });
+  EXPECT_NE(labels.find("another definition"), std::string::npos) << labels;
+  auto& fam = BuildCounter().Name("orders_total").Help("Orders.").Labels({"shop"}).Register(c);
+  const std::string arity = ErrorOf([&] { fam.Add({"a", "b"}); });
+  EXPECT_NE(arity.find("expected 1 label values (shop), got 2"), std::string::npos) << arity;
+  const std::string utf8 = ErrorOf([&] { fam.Add({"\xff\xfe"}); });
+  EXPECT_NE(utf8.find("UTF-8"), std::string::npos) << utf8;
+  EXPECT_NE(ErrorOf([&] { BuildHistogram().Name("h_seconds").Help("h").Buckets({2, 1}).Register(c); }).find("increasing"), std::string::npos);
+}
+
+TEST(ClientTest, SameFamilyRegisteredTwiceIsTheSameObject) {
+  ScopedRegionName name("twice");
+  Client& c = Client::Attach(name.name, SmallOptions());
+  auto& a = BuildCounter().Name("a_total").Help("A.").Register(c);
+  auto& b = BuildCounter().Name("a").Help("A.").Register(c);
+  EXPECT_EQ(&a, &b);
+  EXPECT_EQ(&a.Get(), &b.Get());
+}
+
+TEST(ClientTest, SeriesBeyondTheFamilyCapAreCountedDrops) {
+  ScopedRegionName name("cap");
+  Client& c = Client::Attach(name.name, SmallOptions());
+  auto& fam = BuildCounter().Name("users_total").Help("U.").Labels({"id"}).MaxSeries(2).Register(c);
+  for (int i = 0; i < 5; ++i) fam.Add({std::to_string(i)}).Add(10);
+  Reader r(name.name);
+  EXPECT_EQ(r.Cell("users", {"0"}), 10);
+  EXPECT_EQ(r.Cell("users", {"1"}), 10);
+  EXPECT_EQ(r.Cell("users", {"2"}), -1);  // never registered
+  EXPECT_EQ(r.FamilyDrops("users"), 3);
+}
+
+TEST(ClientTest, FullRegionNeverCrashesAndCountsDrops) {
+  ScopedRegionName name("full");
+  shm::RegionOptions o = SmallOptions();
+  o.max_families = 4;
+  Client& c = Client::Attach(name.name, o);
+  for (int i = 0; i < 10; ++i) {
+    auto& f = BuildGauge().Name(std::string("g").append(std::to_string(i))).Help("G.").Register(c);
+    f.Get().Set(i);  // families 4..9 have no room: their updates are counted, not stored
+  }
+  EXPECT_EQ(c.region().header().dropped_region_full.load(), 6u);
+  EXPECT_EQ(c.region().header().registration_errors.load(), 6u);
+}
+
+TEST(ClientTest, SlotsExhaustedDropsAreCountedAndRecover) {
+  ScopedRegionName name("slots");
+  shm::RegionOptions o = SmallOptions();
+  o.max_slots = 2;
+  Client& c = Client::Attach(name.name, o);
+  Counter& k = BuildCounter().Name("t_total").Help("T.").Register(c).Get();
+  k.Inc();  // main thread: primary slot
+  std::thread([&] { k.Inc(); }).join();  // second slot, released at thread exit
+  std::thread([&] { k.Inc(); }).join();  // the released slot is not free until folded: no slot
+  EXPECT_EQ(c.region().header().dropped_no_slot.load(), 1u);
+  Reader r(name.name);  // the reader folds the released slot
+  EXPECT_EQ(r.Cell("t", {}), 2);
+  std::thread([&] { k.Inc(); }).join();  // a folded slot is free again
+  EXPECT_EQ(r.Cell("t", {}), 3);
+}
+
+TEST(ClientTest, ForkedChildWritesIntoItsOwnSlot) {
+  ScopedRegionName name("fork");
+  Client& c = Client::Attach(name.name, SmallOptions());
+  Counter& k = BuildCounter().Name("f_total").Help("F.").Register(c).Get();
+  k.Add(7);  // master, before fork
+  const pid_t child = ::fork();
+  if (child == 0) {
+    k.Add(10);
+    _exit(c.region().slot(0)->state.load() == 1 ? 0 : 3);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  k.Add(5);
+  Reader r(name.name);
+  EXPECT_EQ(r.Cell("f", {}), 22);  // 7 + 5 from the live master, 10 folded from the dead child
+  EXPECT_EQ(r.snap.folded_workers, 1u);
+  EXPECT_EQ(r.snap.live_workers, 1u);
+}
+
+TEST(ClientTest, ResolveFindsExistingChildWithoutRegistering) {
+  ScopedRegionName name("resolve");
+  Client& c = Client::Attach(name.name, SmallOptions());
+  auto& fam = BuildCounter().Name("r_total").Help("R.").Labels({"method", "code"}).Register(c);
+  Counter& a = fam.Add({"GET", "200"});
+  const uint32_t series = c.region().header().series_count.load();
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(&fam.Add({"GET", "200"}), &a);
+  std::vector<std::string> owned{"GET", "200"};
+  EXPECT_EQ(&fam.Add(owned), &a);
+  EXPECT_EQ(c.region().header().series_count.load(), series);
+  // Enough children to grow the lookup table several times.
+  for (int i = 0; i < 300; ++i) fam.Add({"PUT", std::to_string(i)}).Inc();
+  for (int i = 0; i < 300; ++i) EXPECT_EQ(&fam.Add({"PUT", std::to_string(i)}), &fam.Add({"PUT", std::to_string(i)}));
+  EXPECT_EQ(&fam.Add({"GET", "200"}), &a);
+}
+
+}  // namespace
+}  // namespace shmetrics
