@@ -1,0 +1,103 @@
+// HttpServer: the gateway's small HTTP/1.1 server (Boost.Beast, async). It owns the listening
+// socket, the io threads and every client connection, and turns each request into a call of the
+// handler registered for its exact path. It exists to answer Prometheus scrapes next to production
+// app servers, so every connection is bounded: the whole request must arrive within
+// request_timeout, an idle keep-alive connection is dropped after idle_timeout, headers and bodies
+// have size limits, and at most max_connections are served at once. Beast stays behind this header:
+// callers see only plain structs.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace shmetrics::gateway {
+
+// One parsed request as the handler sees it. The views point into the connection's buffers and
+// are valid only for the duration of the handler call.
+struct HttpRequestInfo {
+  std::string_view method;            // "GET", "HEAD"
+  std::string_view path;              // target without query, e.g. "/metrics"
+  std::string_view query;             // after '?', without it ("" if none)
+  std::string_view accept;            // Accept header ("" if absent)
+  std::string_view accept_encoding;   // Accept-Encoding header ("" if absent)
+  double scrape_timeout_seconds = 0;  // X-Prometheus-Scrape-Timeout-Seconds, 0 if absent/invalid
+};
+
+struct HttpResponse {
+  unsigned status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+  // Extra headers (e.g. Content-Encoding, Vary). Framing and the fields the server owns
+  // (Content-Length, Transfer-Encoding, Content-Type, Connection, Server) are dropped here, as is
+  // any header whose name is not a token or whose value holds CR, LF or NUL.
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Runs on an io thread, possibly on several threads at once for different connections, so it must
+// be thread-safe. It may throw: the client then gets a 500 and handler_errors moves.
+using HttpHandler = std::function<HttpResponse(const HttpRequestInfo&)>;
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";  // numeric address or a name ("localhost"); "[::1]" accepted
+  uint16_t port = 9716;            // 0 = ephemeral (tests)
+  int threads = 2;                 // io_context threads; a slow handler blocks only its own thread
+  // The whole request (headers+body) must arrive within this; a new connection's first request is
+  // timed from accept, later ones from their first byte. Writing a response is bounded by it too.
+  std::chrono::milliseconds request_timeout{10000};
+  std::chrono::milliseconds idle_timeout{60000};  // keep-alive idle limit between requests
+  uint32_t header_limit = 8192;                   // larger: 431, then close
+  uint32_t body_limit = 1024;                     // GET/HEAD carry no body; anything larger is 413
+  uint32_t max_connections = 256;                 // beyond: accept then close immediately, counted
+};
+
+// All monotonic counters except open_connections, readable from any thread. The fields after
+// open_connections were added beyond the original interface.
+struct HttpServerStats {
+  uint64_t requests = 0;            // requests parsed and answered (any status, incl. 404/405/500)
+  uint64_t bad_requests = 0;        // unparseable or over a limit: 400, 413, 431 (then closed)
+  uint64_t not_found = 0;           // 404
+  uint64_t method_not_allowed = 0;  // 405
+  uint64_t timeouts = 0;            // request not received, or response not taken, in time
+  uint64_t rejected_connections = 0;  // closed at accept because of max_connections
+  uint64_t open_connections = 0;      // gauge
+  uint64_t handler_errors = 0;        // handler threw or gave a bad status: answered 500
+  uint64_t idle_closes = 0;           // keep-alive connections closed after idle_timeout
+  uint64_t accept_errors = 0;         // accept() failed (e.g. EMFILE); retried after a pause
+  uint64_t internal_errors = 0;  // exception escaped to an io thread (a bug): connection dropped
+};
+
+// Lifecycle: construct, Start() once, Stop() (or destroy) once done; a stopped server cannot be
+// restarted. Start/port may be called from any one thread; Stop and stats from any thread, but
+// Stop must not be called from inside a handler (it joins the io threads that run handlers).
+class HttpServer {
+ public:
+  // Routes: exact path -> handler. Only GET and HEAD are allowed on a route (405 with `Allow: GET,
+  // HEAD` otherwise); unknown paths 404. HEAD returns the GET headers (with Content-Length) and no
+  // body.
+  HttpServer(HttpServerOptions options, std::map<std::string, HttpHandler> routes);
+  ~HttpServer();  // stops and joins
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and listens; throws std::runtime_error with a clear message naming host:port and the
+  // errno text when it cannot (address in use, bad address, permission). Resolves "localhost" and
+  // other names too; when a name has several addresses, IPv4 ones are tried first because scrape
+  // configs conventionally say 127.0.0.1. Throws std::logic_error if called twice.
+  void Start();
+  uint16_t port() const;  // the bound port (after Start; real port when options.port == 0)
+  void Stop();            // thread-safe, idempotent: closes acceptor and connections, joins threads
+  HttpServerStats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shmetrics::gateway

@@ -1,0 +1,697 @@
+// Tests for HttpServer over real sockets on 127.0.0.1 with ephemeral ports. The client is a tiny
+// blocking POSIX one so that tests can send exactly the bytes they want (malformed, half-sent,
+// pipelined); every receive has a timeout, so no test can hang on a server bug.
+#include "http_server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace shmetrics::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kClientTimeout = 5s;  // upper bound for any single receive in these tests
+
+struct Response {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;
+
+  std::string Header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? "" : it->second;
+  }
+  bool Has(const std::string& lower_name) const { return headers.count(lower_name) > 0; }
+};
+
+enum class End { kClosed, kTimeout };
+
+// One blocking connection to 127.0.0.1:port.
+class Client {
+ public:
+  explicit Client(uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd_ < 0) return;
+    timeval tv{};
+    tv.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(kClientTimeout).count();
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~Client() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  bool connected() const { return fd_ >= 0; }
+
+  bool Send(std::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // Reads one response; a HEAD response has Content-Length but no body. nullopt if the
+  // connection ended or timed out first.
+  std::optional<Response> Read(bool head = false) {
+    size_t end;
+    while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
+      if (!Fill()) return std::nullopt;
+    }
+    Response r;
+    const std::string head_text = buf_.substr(0, end);
+    buf_.erase(0, end + 4);
+    size_t line_end = head_text.find("\r\n");
+    const std::string status_line = head_text.substr(0, line_end);
+    if (status_line.rfind("HTTP/1.", 0) != 0 || status_line.size() < 12) return std::nullopt;
+    r.status = std::stoi(status_line.substr(9, 3));
+    while (line_end != std::string::npos) {
+      const size_t start = line_end + 2;
+      line_end = head_text.find("\r\n", start);
+      const std::string line = head_text.substr(start, line_end - start);
+      const size_t colon = line.find(':');
+      if (colon == std::string::npos) return std::nullopt;
+      std::string name = line.substr(0, colon);
+      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+      std::string value = line.substr(colon + 1);
+      value.erase(0, value.find_first_not_of(' '));
+      r.headers[name] = value;
+    }
+    if (head || !r.Has("content-length")) return r;
+    const size_t length = std::stoul(r.Header("content-length"));
+    while (buf_.size() < length) {
+      if (!Fill()) return std::nullopt;
+    }
+    r.body = buf_.substr(0, length);
+    buf_.erase(0, length);
+    return r;
+  }
+
+  // Discards anything further; kClosed on EOF or reset, kTimeout if the server kept it open.
+  End WaitForClose() {
+    buf_.clear();
+    for (;;) {
+      char tmp[4096];
+      const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+      if (n > 0) continue;
+      if (n == 0 || errno == ECONNRESET) return End::kClosed;
+      if (errno == EINTR) continue;
+      return End::kTimeout;
+    }
+  }
+
+ private:
+  bool Fill() {
+    char tmp[4096];
+    ssize_t n;
+    do {
+      n = ::recv(fd_, tmp, sizeof tmp, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) return false;
+    buf_.append(tmp, static_cast<size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  std::string buf_;  // received, not yet consumed
+};
+
+std::string Get(std::string_view target, std::string_view extra_headers = "") {
+  return "GET " + std::string(target) + " HTTP/1.1\r\nHost: test\r\n" + std::string(extra_headers) +
+         "\r\n";
+}
+
+// Polls: some counters move just after the client has seen the effect (e.g. after a close).
+bool Eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit = 3s) {
+  const auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return pred();
+}
+
+constexpr char kMetricsBody[] = "# TYPE up gauge\nup 1\n";
+// Larger than any loopback socket buffers, so a client that does not read stalls the write.
+constexpr size_t kBigBodyBytes = 64u << 20;
+
+std::map<std::string, HttpHandler> TestRoutes() {
+  std::map<std::string, HttpHandler> routes;
+  routes["/metrics"] = [](const HttpRequestInfo&) {
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = kMetricsBody;
+    r.headers.emplace_back("Vary", "Accept-Encoding");
+    return r;
+  };
+  // Reports what the server parsed, one "key=value" per line.
+  routes["/echo"] = [](const HttpRequestInfo& info) {
+    HttpResponse r;
+    r.body = "method=" + std::string(info.method) + "\npath=" + std::string(info.path) +
+             "\nquery=" + std::string(info.query) + "\naccept=" + std::string(info.accept) +
+             "\naccept_encoding=" + std::string(info.accept_encoding) +
+             "\ntimeout=" + std::to_string(info.scrape_timeout_seconds) + "\n";
+    return r;
+  };
+  routes["/throw"] = [](const HttpRequestInfo&) -> HttpResponse {
+    throw std::runtime_error("boom");
+  };
+  routes["/slow"] = [](const HttpRequestInfo&) {
+    std::this_thread::sleep_for(600ms);
+    HttpResponse r;
+    r.body = "slow\n";
+    return r;
+  };
+  routes["/big"] = [](const HttpRequestInfo&) {
+    HttpResponse r;
+    r.body.assign(kBigBodyBytes, 'x');
+    return r;
+  };
+  routes["/badheaders"] = [](const HttpRequestInfo&) {
+    HttpResponse r;
+    r.body = "x";
+    r.headers.emplace_back("X-Split", "a\r\nSet-Cookie: evil=1");
+    r.headers.emplace_back("Content-Length", "999");
+    r.headers.emplace_back("X-Good", "yes");
+    return r;
+  };
+  return routes;
+}
+
+std::unique_ptr<HttpServer> StartServer(HttpServerOptions options = {}) {
+  options.host = "127.0.0.1";
+  options.port = 0;
+  auto server = std::make_unique<HttpServer>(std::move(options), TestRoutes());
+  server->Start();
+  return server;
+}
+
+TEST(HttpServerTest, GetReturnsBodyAndHeaders) {
+  auto server = StartServer();
+  ASSERT_NE(server->port(), 0);
+  Client c(server->port());
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.Send(Get("/metrics")));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, kMetricsBody);
+  EXPECT_EQ(r->Header("server"), "shmetrics-gateway");
+  EXPECT_EQ(r->Header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(r->Header("content-length"), std::to_string(std::strlen(kMetricsBody)));
+  EXPECT_EQ(r->Header("vary"), "Accept-Encoding");
+  EXPECT_EQ(server->stats().requests, 1u);
+}
+
+TEST(HttpServerTest, HeadSendsGetHeadersWithoutBody) {
+  auto server = StartServer();
+  Client c(server->port());
+  ASSERT_TRUE(c.Send("HEAD /metrics HTTP/1.1\r\nHost: test\r\n\r\n"));
+  auto r = c.Read(/*head=*/true);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->Header("content-length"), std::to_string(std::strlen(kMetricsBody)));
+  EXPECT_EQ(r->Header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  // Had any body bytes followed the HEAD response, this response would not parse.
+  ASSERT_TRUE(c.Send(Get("/metrics")));
+  auto next = c.Read();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->status, 200);
+  EXPECT_EQ(next->body, kMetricsBody);
+}
+
+TEST(HttpServerTest, KeepAliveServesTwoRequestsOnOneConnection) {
+  auto server = StartServer();
+  Client c(server->port());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(c.Send(Get("/metrics")));
+    auto r = c.Read();
+    ASSERT_TRUE(r) << "request " << i;
+    EXPECT_EQ(r->status, 200);
+    EXPECT_NE(r->Header("connection"), "close");
+  }
+  EXPECT_EQ(server->stats().requests, 2u);
+  EXPECT_EQ(server->stats().open_connections, 1u);
+}
+
+TEST(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
+  auto server = StartServer();
+  Client c(server->port());
+  ASSERT_TRUE(c.Send(Get("/echo?n=1") + Get("/echo?n=2") + Get("/echo?n=3")));
+  for (int i = 1; i <= 3; ++i) {
+    auto r = c.Read();
+    ASSERT_TRUE(r) << "response " << i;
+    EXPECT_NE(r->body.find("query=n=" + std::to_string(i) + "\n"), std::string::npos) << r->body;
+  }
+}
+
+TEST(HttpServerTest, ConnectionCloseIsHonoured) {
+  auto server = StartServer();
+  Client c(server->port());
+  ASSERT_TRUE(c.Send(Get("/metrics", "Connection: close\r\n")));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->Header("connection"), "close");
+  EXPECT_EQ(c.WaitForClose(), End::kClosed);
+}
+
+TEST(HttpServerTest, Http10ClosesUnlessKeepAliveAsked) {
+  auto server = StartServer();
+  {
+    Client c(server->port());
+    ASSERT_TRUE(c.Send("GET /metrics HTTP/1.0\r\n\r\n"));
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, kMetricsBody);
+    EXPECT_EQ(c.WaitForClose(), End::kClosed);
+  }
+  Client c(server->port());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(c.Send("GET /metrics HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    auto r = c.Read();
+    ASSERT_TRUE(r) << "request " << i;
+    EXPECT_EQ(r->Header("connection"), "keep-alive");
+  }
+}
+
+TEST(HttpServerTest, UnknownPathIs404WithHint) {
+  auto server = StartServer();
+  Client c(server->port());
+  ASSERT_TRUE(c.Send(Get("/nope?x=1")));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(r->Header("server"), "shmetrics-gateway");
+  EXPECT_EQ(r->Header("content-type"), "text/plain; charset=utf-8");
+  EXPECT_NE(r->body.find("not found: /nope;"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("/metrics"), std::string::npos) << r->body;
+  EXPECT_EQ(server->stats().not_found, 1u);
+  // A 404 does not end the connection.
+  ASSERT_TRUE(c.Send(Get("/metrics")));
+  auto next = c.Read();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->status, 200);
+}
+
+TEST(HttpServerTest, PostIs405WithAllowHeader) {
+  auto server = StartServer();
+  Client c(server->port());
+  ASSERT_TRUE(c.Send("POST /metrics HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello"));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 405);
+  EXPECT_EQ(r->Header("allow"), "GET, HEAD");
+  EXPECT_NE(r->body.find("POST /metrics"), std::string::npos) << r->body;
+  EXPECT_EQ(server->stats().method_not_allowed, 1u);
+  // The small body was consumed, so the connection is still in step.
+  ASSERT_TRUE(c.Send(Get("/metrics")));
+  auto next = c.Read();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->status, 200);
+}
+
+TEST(HttpServerTest, MalformedRequestLineIs400ThenClose) {
+  auto server = StartServer();
+  Client c(server->port());
+  ASSERT_TRUE(c.Send("THIS IS NOT HTTP\r\n\r\n"));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(r->Header("connection"), "close");
+  EXPECT_NE(r->body.find("bad request"), std::string::npos) << r->body;
+  EXPECT_EQ(c.WaitForClose(), End::kClosed);
+  EXPECT_EQ(server->stats().bad_requests, 1u);
+  EXPECT_EQ(server->stats().requests, 0u);
+}
+
+TEST(HttpServerTest, OversizedHeaderIs431ThenClose) {
+  HttpServerOptions options;
+  options.header_limit = 4096;
+  auto server = StartServer(options);
+  Client c(server->port());
+  ASSERT_TRUE(c.Send(Get("/metrics", "X-Big: " + std::string(16384, 'a') + "\r\n")));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 431);
+  EXPECT_NE(r->body.find("4096"), std::string::npos) << r->body;
+  EXPECT_EQ(c.WaitForClose(), End::kClosed);
+  EXPECT_EQ(server->stats().bad_requests, 1u);
+}
+
+// The body limit is enforced from Content-Length before routing, so an oversized POST is 413
+// (not 405) and its body is never read.
+TEST(HttpServerTest, LargeBodyIs413ThenClose) {
+  auto server = StartServer();
+  Client c(server->port());
+  ASSERT_TRUE(c.Send("POST /metrics HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\n" +
+                     std::string(8192, 'b')));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_NE(r->body.find("1024"), std::string::npos) << r->body;
+  EXPECT_EQ(c.WaitForClose(), End::kClosed);
+  EXPECT_EQ(server->stats().bad_requests, 1u);
+  EXPECT_EQ(server->stats().method_not_allowed, 0u);
+}
+
+TEST(HttpServerTest, StalledHalfRequestIsClosedAfterRequestTimeout) {
+  HttpServerOptions options;
+  options.request_timeout = 300ms;
+  auto server = StartServer(options);
+  Client c(server->port());
+  ASSERT_TRUE(c.Send("GET /metrics HTTP/1.1\r\nHost: te"));
+  const auto start = Clock::now();
+  EXPECT_EQ(c.WaitForClose(), End::kClosed);
+  const auto elapsed = Clock::now() - start;
+  EXPECT_GE(elapsed, 250ms);
+  EXPECT_LT(elapsed, 3s);
+  EXPECT_TRUE(Eventually([&] { return server->stats().timeouts == 1; }));
+  EXPECT_TRUE(Eventually([&] { return server->stats().open_connections == 0; }));
+}
+
+// The deadline covers the whole request, not each read: trickling a byte at a time does not
+// extend it.
+TEST(HttpServerTest, TricklingClientIsClosedAtRequestDeadline) {
+  HttpServerOptions options;
+  options.request_timeout = 300ms;
+  auto server = StartServer(options);
+  Client c(server->port());
+  std::atomic<bool> done{false};
+  std::thread trickle([&] {
+    const std::string request = Get("/metrics", "X-Pad: " + std::string(200, 'p') + "\r\n");
+    for (char ch : request) {
+      if (done || !c.Send(std::string_view(&ch, 1))) return;
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  const auto start = Clock::now();
+  EXPECT_EQ(c.WaitForClose(), End::kClosed);
+  const auto elapsed = Clock::now() - start;
+  done = true;
+  trickle.join();
+  EXPECT_GE(elapsed, 250ms);
+  EXPECT_LT(elapsed, 3s);  // the whole request would take over 5 s to trickle in
+  EXPECT_TRUE(Eventually([&] { return server->stats().timeouts == 1; }));
+  EXPECT_EQ(server->stats().requests, 0u);
+}
+
+TEST(HttpServerTest, ClientThatDoesNotReadIsClosedAfterRequestTimeout) {
+  HttpServerOptions options;
+  options.request_timeout = 300ms;
+  auto server = StartServer(options);
+  Client c(server->port());
+  ASSERT_TRUE(c.Send(Get("/big")));
+  EXPECT_TRUE(Eventually([&] { return server->stats().timeouts == 1; }));
+  EXPECT_TRUE(Eventually([&] { return server->stats().open_connections == 0; }));
+}
+
+TEST(HttpServerTest, IdleKeepAliveConnectionIsClosedAfterIdleTimeout) {
+  HttpServerOptions options;
+  options.idle_timeout = 300ms;
+  auto server = StartServer(options);
+  Client c(server->port());
+  ASSERT_TRUE(c.Send(Get("/metrics")));
+  ASSERT_TRUE(c.Read());
+  const auto start = Clock::now();
+  EXPECT_EQ(c.WaitForClose(), End::kClosed);
+  const auto elapsed = Clock::now() - start;
+  EXPECT_GE(elapsed, 250ms);
+  EXPECT_LT(elapsed, 3s);
+  EXPECT_TRUE(Eventually([&] { return server->stats().idle_closes == 1; }));
+  EXPECT_EQ(server->stats().timeouts, 0u);
+}
+
+TEST(HttpServerTest, HandlerThrowingGives500AndServerCarriesOn) {
+  auto server = StartServer();
+  Client c(server->port());
+  ASSERT_TRUE(c.Send(Get("/throw")));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 500);
+  EXPECT_EQ(r->Header("content-type"), "text/plain; charset=utf-8");
+  EXPECT_NE(r->body.find("boom"), std::string::npos) << r->body;
+  EXPECT_EQ(server->stats().handler_errors, 1u);
+  ASSERT_TRUE(c.Send(Get("/metrics")));
+  auto next = c.Read();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->status, 200);
+}
+
+TEST(HttpServerTest, QueryIsSplitFromPath) {
+  auto server = StartServer();
+  Client c(server->port());
+  ASSERT_TRUE(c.Send(Get("/echo?name[]=up&x=1")));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->body.find("path=/echo\n"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("query=name[]=up&x=1\n"), std::string::npos) << r->body;
+  ASSERT_TRUE(c.Send(Get("/echo")));
+  r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("query=\n"), std::string::npos) << r->body;
+}
+
+TEST(HttpServerTest, AcceptHeadersAndScrapeTimeoutArePassedToHandler) {
+  auto server = StartServer();
+  Client c(server->port());
+  ASSERT_TRUE(c.Send(Get("/echo",
+                         "Accept: application/openmetrics-text; version=1.0.0\r\n"
+                         "Accept-Encoding: gzip\r\n"
+                         "X-Prometheus-Scrape-Timeout-Seconds: 4.5\r\n")));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("method=GET\n"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("accept=application/openmetrics-text; version=1.0.0\n"), std::string::npos)
+      << r->body;
+  EXPECT_NE(r->body.find("accept_encoding=gzip\n"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("timeout=4.500000\n"), std::string::npos) << r->body;
+
+  for (const char* bad : {"abc", "-3", "inf", "nan", "5s"}) {
+    ASSERT_TRUE(
+        c.Send(Get("/echo", "X-Prometheus-Scrape-Timeout-Seconds: " + std::string(bad) + "\r\n")));
+    r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_NE(r->body.find("timeout=0.000000\n"), std::string::npos) << bad << ": " << r->body;
+  }
+  ASSERT_TRUE(c.Send(Get("/echo")));
+  r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("accept=\n"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("timeout=0.000000\n"), std::string::npos) << r->body;
+}
+
+TEST(HttpServerTest, UnsafeHandlerHeadersAreDropped) {
+  auto server = StartServer();
+  Client c(server->port());
+  ASSERT_TRUE(c.Send(Get("/badheaders")));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_FALSE(r->Has("x-split"));
+  EXPECT_FALSE(r->Has("set-cookie"));
+  EXPECT_EQ(r->Header("content-length"), "1");
+  EXPECT_EQ(r->Header("x-good"), "yes");
+  EXPECT_EQ(r->body, "x");
+}
+
+TEST(HttpServerTest, StatsCountEachOutcome) {
+  auto server = StartServer();
+  EXPECT_EQ(server->stats().requests, 0u);
+  {
+    Client c(server->port());
+    ASSERT_TRUE(c.Send(Get("/metrics") + Get("/missing") +
+                       "DELETE /metrics HTTP/1.1\r\nHost: test\r\n\r\n" + Get("/throw")));
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(c.Read()) << "response " << i;
+    EXPECT_EQ(server->stats().open_connections, 1u);
+  }
+  {
+    Client c(server->port());
+    ASSERT_TRUE(c.Send("\x01\x02 garbage\r\n\r\n"));
+    ASSERT_TRUE(c.Read());
+  }
+  EXPECT_TRUE(Eventually([&] { return server->stats().open_connections == 0; }));
+  const HttpServerStats s = server->stats();
+  EXPECT_EQ(s.requests, 4u);
+  EXPECT_EQ(s.not_found, 1u);
+  EXPECT_EQ(s.method_not_allowed, 1u);
+  EXPECT_EQ(s.handler_errors, 1u);
+  EXPECT_EQ(s.bad_requests, 1u);
+  EXPECT_EQ(s.timeouts, 0u);
+  EXPECT_EQ(s.rejected_connections, 0u);
+}
+
+TEST(HttpServerTest, SlowHandlerDoesNotStallOtherConnections) {
+  auto server = StartServer();  // 2 io threads by default
+  Client slow(server->port());
+  ASSERT_TRUE(slow.Send(Get("/slow")));
+  std::this_thread::sleep_for(50ms);  // let the slow handler occupy one thread
+  Client fast(server->port());
+  const auto start = Clock::now();
+  ASSERT_TRUE(fast.Send(Get("/metrics")));
+  auto r = fast.Read();
+  const auto elapsed = Clock::now() - start;
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_LT(elapsed, 400ms);  // the slow handler takes 600 ms
+  auto s = slow.Read();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->body, "slow\n");
+}
+
+TEST(HttpServerTest, ConnectionsBeyondMaxAreClosedAndCounted) {
+  HttpServerOptions options;
+  options.max_connections = 1;
+  auto server = StartServer(options);
+  auto first = std::make_unique<Client>(server->port());
+  ASSERT_TRUE(first->Send(Get("/metrics")));
+  ASSERT_TRUE(first->Read());  // the server has accepted it
+  {
+    Client extra(server->port());
+    ASSERT_TRUE(extra.connected());  // the kernel accepts; the server then closes it
+    EXPECT_EQ(extra.WaitForClose(), End::kClosed);
+  }
+  EXPECT_TRUE(Eventually([&] { return server->stats().rejected_connections == 1; }));
+  first.reset();
+  ASSERT_TRUE(Eventually([&] { return server->stats().open_connections == 0; }));
+  Client again(server->port());
+  ASSERT_TRUE(again.Send(Get("/metrics")));
+  auto r = again.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST(HttpServerTest, StartOnPortInUseThrowsNamingThePort) {
+  auto first = StartServer();
+  HttpServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = first->port();
+  HttpServer second(options, TestRoutes());
+  try {
+    second.Start();
+    FAIL() << "Start() on a busy port did not throw";
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("127.0.0.1:" + std::to_string(first->port())), std::string::npos) << what;
+    EXPECT_NE(what.find("in use"), std::string::npos) << what;
+  }
+  second.Stop();  // harmless after a failed Start
+}
+
+TEST(HttpServerTest, StartOnForeignAddressThrows) {
+  HttpServerOptions options;
+  options.host = "192.0.2.1";  // TEST-NET-1: never a local address
+  options.port = 0;
+  HttpServer server(options, TestRoutes());
+  try {
+    server.Start();
+    FAIL() << "Start() on a non-local address did not throw";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("192.0.2.1:0"), std::string::npos) << e.what();
+  }
+}
+
+TEST(HttpServerTest, StartResolvesLocalhost) {
+  HttpServerOptions options;
+  options.host = "localhost";
+  options.port = 0;
+  HttpServer server(options, TestRoutes());
+  server.Start();
+  Client c(server.port());  // 127.0.0.1: IPv4 is preferred for names
+  ASSERT_TRUE(c.Send(Get("/metrics")));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST(HttpServerTest, StartTwiceIsALogicError) {
+  auto server = StartServer();
+  EXPECT_THROW(server->Start(), std::logic_error);
+}
+
+TEST(HttpServerTest, StopIsIdempotentAndClosesConnections) {
+  auto server = StartServer();
+  Client c(server->port());
+  ASSERT_TRUE(c.Send(Get("/metrics")));
+  ASSERT_TRUE(c.Read());
+  Client half(server->port());
+  ASSERT_TRUE(half.Send("GET /met"));
+  const auto start = Clock::now();
+  std::thread other([&] { server->Stop(); });  // Stop from two threads at once
+  server->Stop();
+  other.join();
+  EXPECT_LT(Clock::now() - start, 2s);
+  EXPECT_EQ(c.WaitForClose(), End::kClosed);
+  EXPECT_EQ(half.WaitForClose(), End::kClosed);
+  EXPECT_EQ(server->stats().open_connections, 0u);
+  server->Stop();
+  Client late(server->port());
+  EXPECT_FALSE(late.connected());  // the listener is gone
+}
+
+TEST(HttpServerTest, StopWithoutStartIsFine) {
+  HttpServer server({}, TestRoutes());
+  server.Stop();
+  server.Stop();
+}
+
+TEST(HttpServerTest, TwoServersInOneProcessAreIndependent) {
+  auto a = StartServer();
+  std::map<std::string, HttpHandler> routes;
+  routes["/other"] = [](const HttpRequestInfo&) {
+    HttpResponse r;
+    r.body = "other\n";
+    return r;
+  };
+  HttpServerOptions options;
+  options.port = 0;
+  HttpServer b(options, routes);
+  b.Start();
+  ASSERT_NE(a->port(), b.port());
+  Client ca(a->port());
+  Client cb(b.port());
+  ASSERT_TRUE(ca.Send(Get("/other")));
+  ASSERT_TRUE(cb.Send(Get("/other")));
+  auto ra = ca.Read();
+  auto rb = cb.Read();
+  ASSERT_TRUE(ra && rb);
+  EXPECT_EQ(ra->status, 404);
+  EXPECT_EQ(rb->status, 200);
+  EXPECT_EQ(rb->body, "other\n");
+  EXPECT_EQ(a->stats().not_found, 1u);
+  EXPECT_EQ(b.stats().not_found, 0u);
+}
+
+}  // namespace
+}  // namespace shmetrics::gateway
