@@ -153,7 +153,7 @@ uint32_t HashSeries(uint32_t family, std::span<const std::string_view> values) {
       h = Mix(h, chunk);
     }
     uint64_t tail = 0;
-    std::memcpy(&tail, v.data() + i, v.size() - i);
+    if (i < v.size()) std::memcpy(&tail, v.data() + i, v.size() - i);
     h = Mix(h, tail);
   }
   return static_cast<uint32_t>(h ^ (h >> 32));
@@ -183,9 +183,13 @@ std::optional<uint32_t> RegistryWriter::AllocBytes(uint32_t bytes) {
   return static_cast<uint32_t>(used);
 }
 
+void RegistryWriter::CopyToArena(uint32_t offset, const void* data, size_t bytes) {
+  if (bytes > 0) std::memcpy(region_.mutable_arena(offset, static_cast<uint32_t>(bytes)), data, bytes);
+}
+
 std::optional<uint32_t> RegistryWriter::AllocString(std::string_view s) {
   auto off = AllocBytes(static_cast<uint32_t>(s.size()));
-  if (off) std::memcpy(region_.mutable_arena(*off, static_cast<uint32_t>(s.size())), s.data(), s.size());
+  if (off) CopyToArena(*off, s.data(), s.size());
   return off;
 }
 
@@ -263,10 +267,8 @@ FamilyResult RegistryWriter::FindOrAddFamily(const FamilySpec& spec) {
   }
   auto bounds = AllocBytes(static_cast<uint32_t>(spec.bounds.size() * sizeof(double)));
   if (!name || !help || !unit || !labels || !bounds) return no_room();
-  std::memcpy(region_.mutable_arena(*labels, label_refs.size() * sizeof(StringRef)), label_refs.data(),
-              label_refs.size() * sizeof(StringRef));
-  std::memcpy(region_.mutable_arena(*bounds, spec.bounds.size() * sizeof(double)), spec.bounds.data(),
-              spec.bounds.size() * sizeof(double));
+  CopyToArena(*labels, label_refs.data(), label_refs.size() * sizeof(StringRef));
+  CopyToArena(*bounds, spec.bounds.data(), spec.bounds.size() * sizeof(double));
 
   f.name = {*name, static_cast<uint32_t>(spec.name.size())};
   f.help = {*help, static_cast<uint32_t>(spec.help.size())};
@@ -337,8 +339,7 @@ SeriesResult RegistryWriter::FindOrAddSeries(uint32_t family, std::span<const st
     if (!off) return no_room();
     value_refs.push_back({*off, static_cast<uint32_t>(v.size())});
   }
-  std::memcpy(region_.mutable_arena(*refs, value_refs.size() * sizeof(StringRef)), value_refs.data(),
-              value_refs.size() * sizeof(StringRef));
+  CopyToArena(*refs, value_refs.data(), value_refs.size() * sizeof(StringRef));
 
   const uint32_t mask = region_.layout().hash_buckets - 1;
   std::atomic<uint32_t>* bucket = nullptr;

@@ -101,6 +101,7 @@ class RegistryWriter {
  private:
   std::optional<uint32_t> AllocString(std::string_view s);  // returns arena offset
   std::optional<uint32_t> AllocBytes(uint32_t bytes);       // 8-aligned
+  void CopyToArena(uint32_t offset, const void* data, size_t bytes);
   bool SameDefinition(const FamilyRecord& f, const FamilySpec& spec) const;
 
   const Region& region_;
