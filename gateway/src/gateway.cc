@@ -2,6 +2,8 @@
 
 #include <prometheus/histogram.h>
 
+#include <limits>
+
 #include "exposition.h"
 #include "log.h"
 
@@ -38,6 +40,8 @@ struct Gateway::SelfMetrics {
         bytes(prometheus::BuildGauge().Name("shmetrics_region_bytes").Help("Size of the shared-memory region: total, and used (fixed sections plus pages handed out).").Register(r)),
         bytes_used(bytes.Add({{"kind", "used"}})),
         bytes_total(bytes.Add({{"kind", "total"}})),
+        footprint(prometheus::BuildGauge().Name("shmetrics_region_bytes_per_series_writer").Help("Page bytes held by live writers divided by the cells they have written: the region's cost per (series, writer that touched it) for counters (histograms use buckets + 2 cells per series). NaN before any write.").Register(r)),
+        bytes_per_series_writer(footprint.Add({})),
         dropped(prometheus::BuildCounter().Name("shmetrics_dropped_updates_total").Help("Updates that could not be stored, by reason: series_limit (a family's cap), region_full (no room for the family or series), no_slot (no free writer slot), no_page (page pool exhausted).").Register(r)),
         dropped_series_limit(dropped.Add({{"reason", "series_limit"}})),
         dropped_region_full(dropped.Add({{"reason", "region_full"}})),
@@ -80,6 +84,8 @@ struct Gateway::SelfMetrics {
   prometheus::Family<prometheus::Gauge>& bytes;
   prometheus::Gauge& bytes_used;
   prometheus::Gauge& bytes_total;
+  prometheus::Family<prometheus::Gauge>& footprint;
+  prometheus::Gauge& bytes_per_series_writer;
   prometheus::Family<prometheus::Counter>& dropped;
   prometheus::Counter& dropped_series_limit;
   prometheus::Counter& dropped_region_full;
@@ -188,6 +194,10 @@ void Gateway::UpdateSelfMetricsLocked(const Snapshot& snap) {
   m.families_count.Set(static_cast<double>(reader_->families().size()));
   m.bytes_total.Set(static_cast<double>(l.region_bytes));
   m.bytes_used.Set(static_cast<double>(l.pages_offset + snap.pages_used * shm::kPageBytes));
+  m.bytes_per_series_writer.Set(snap.writer_cells_touched == 0
+                                    ? std::numeric_limits<double>::quiet_NaN()
+                                    : static_cast<double>(snap.writer_pages * shm::kPageBytes) /
+                                          static_cast<double>(snap.writer_cells_touched));
   Sync(m.dead_workers, static_cast<double>(snap.folded_workers), m.last_dead);
   Sync(m.writers_folded, static_cast<double>(snap.folded_writers), m.last_folded);
   double series_limit = 0;

@@ -375,20 +375,28 @@ void RegionReader::MergeLocked(Snapshot& out) {
 
   const uint32_t active = h.fold_commit.load(std::memory_order_acquire) & 1;
   std::vector<Cell*>& pages = pages_scratch_;
-  auto add_pages = [&](const std::vector<Cell*>& pg) {
+  // Adds a slot's pages into the sums; returns the non-zero cells seen, and counts its pages.
+  auto add_pages = [&](const std::vector<Cell*>& pg, uint64_t* page_count) {
+    uint64_t touched = 0;
     for (uint32_t p = 0; p < pg.size(); ++p) {
       if (pg[p] == nullptr) continue;
+      if (page_count) ++*page_count;
       const uint32_t first = p * shm::kCellsPerPage;
-      if (first >= cells) break;
+      if (first >= cells) continue;
       const uint32_t n = std::min(shm::kCellsPerPage, cells - first);
       double* sum = out.sums.data() + first;
-      for (uint32_t c = 0; c < n; ++c) sum[c] += AsDouble(pg[p][c].load(std::memory_order_relaxed));
+      for (uint32_t c = 0; c < n; ++c) {
+        const uint64_t bits = pg[p][c].load(std::memory_order_relaxed);
+        touched += bits != 0;
+        sum[c] += AsDouble(bits);
+      }
     }
+    return touched;
   };
 
   // Accumulator bank: counters, histograms, drop cells, and the kept values of non-live gauges.
   ResolvePages(l.bank_slot(active), pages);
-  add_pages(pages);
+  add_pages(pages, nullptr);
   out.folded_writers = static_cast<uint64_t>(out.sums.size() > shm::kCellFoldedWriters ? out.sums[shm::kCellFoldedWriters] : 0);
   out.folded_workers = static_cast<uint64_t>(out.sums.size() > shm::kCellFoldedWorkers ? out.sums[shm::kCellFoldedWorkers] : 0);
 
@@ -413,6 +421,7 @@ void RegionReader::MergeLocked(Snapshot& out) {
   }
 
   out.live_workers = out.live_writers = 0;
+  out.writer_pages = out.writer_cells_touched = 0;
   std::map<std::string, int> pid_uses;
   for (uint32_t i = 0; i < l.max_slots; ++i) {
     const shm::SlotHeader& slot = *region_->slot(i);
@@ -420,7 +429,7 @@ void RegionReader::MergeLocked(Snapshot& out) {
     if (st != static_cast<uint32_t>(SlotState::kActive) && st != static_cast<uint32_t>(SlotState::kReleased)) continue;
     ++out.live_writers;
     ResolvePages(i, pages);
-    add_pages(pages);
+    out.writer_cells_touched += add_pages(pages, &out.writer_pages);
     if (slot.primary_slot != i) continue;  // gauges live in the process's primary slot only
     ++out.live_workers;
     std::string pid = std::to_string(slot.pid);

@@ -65,6 +65,10 @@ struct Snapshot {
   uint64_t folded_workers = 0;
   uint64_t folded_writers = 0;
   uint64_t pages_used = 0;
+  // Footprint of live writers: pages they hold and cells they have written (non-zero). Their
+  // ratio is the region bytes per (cell, writer that touched it): per series for counters.
+  uint64_t writer_pages = 0;
+  uint64_t writer_cells_touched = 0;
   uint64_t dropped_no_slot = 0, dropped_no_page = 0, dropped_region_full = 0;
   uint64_t registration_errors = 0;
 };
