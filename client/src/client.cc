@@ -187,12 +187,11 @@ HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_
     d.dropped = true;  // the region had no room for the family: drops go to the header counter
   } else {
     const shm::SeriesResult r = shm::RegistryWriter(client_.region()).FindOrAddSeries(registered_.index, values);
-    d.drop_cell = registered_.drop_cell;
-    if (r.status == shm::SeriesStatus::kOk) {
-      d.cell_base = r.cell_base;
-    } else {
-      d.dropped = true;
-    }
+    d.cell_base = r.cell_base;
+    d.dropped = r.status != shm::SeriesStatus::kOk;
+    // The family's drop cell counts its cap (reason series_limit); a full region counts in the
+    // region header (reason region_full).
+    d.drop_cell = r.status == shm::SeriesStatus::kFamilyFull ? registered_.drop_cell : 0;
   }
 
   // Grow at half load; readers may still be probing the old table, so it is never freed.
