@@ -35,8 +35,6 @@
 #endif
 
 namespace shmetrics::integration {
-namespace {
-
 std::atomic<int> g_unique{0};
 
 std::string TempPath(std::string_view what) {
@@ -52,6 +50,8 @@ std::string ReadFile(const std::string& path) {
   ss << in.rdbuf();
   return ss.str();
 }
+
+namespace {
 
 // Fork + exec with stdin from `stdin_path` (or /dev/null) and stdout+stderr appended to
 // `log_path` (or /dev/null). Everything the child needs is prepared before fork().

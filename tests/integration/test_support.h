@@ -27,6 +27,9 @@ using Clock = std::chrono::steady_clock;
 
 // "shmetrics-it-<tag>-<pid>-<n>": unique per process and call.
 std::string UniqueRegionName(std::string_view tag);
+// A unique path in the temp directory, and a whole file's contents ("" if unreadable).
+std::string TempPath(std::string_view what);
+std::string ReadFile(const std::string& path);
 
 // Owns a region name: removes any stale region of that name now, and the region at scope exit,
 // whether the test passed or not.
