@@ -17,23 +17,12 @@ std::string Quote(std::string_view s) {
   return q;
 }
 
-// Label values must be UTF-8 for every exposition format; say which byte is wrong.
-std::string Utf8Problem(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return "invalid UTF-8 at byte " + std::to_string(i);
-    for (size_t k = 1; k < n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return "invalid UTF-8 at byte " + std::to_string(i);
-    }
-    i += n;
-  }
-  return {};
-}
-
 bool SameSpec(const shm::FamilySpec& a, const shm::FamilySpec& b) {
   return a.type == b.type && a.help == b.help && a.unit == b.unit && a.label_names == b.label_names &&
-         a.bounds == b.bounds && a.gauge_mode == b.gauge_mode;
+         a.bounds == b.bounds && a.gauge_mode == b.gauge_mode && a.native == b.native &&
+         (!a.native || (a.native_schema == b.native_schema && a.native_max_buckets == b.native_max_buckets &&
+                        a.native_zero_threshold == b.native_zero_threshold)) &&
+         a.exemplars == b.exemplars;
 }
 
 struct ProcessRegistry {
@@ -151,7 +140,7 @@ HandleData* FamilyCore::Resolve(std::span<const std::string_view> values) {
 
 HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_t hash) {
   for (size_t i = 0; i < values.size(); ++i) {
-    std::string problem = Utf8Problem(values[i]);
+    std::string problem = shm::Utf8Problem(values[i]);
     if (values[i].size() > shm::kMaxLabelValueBytes) {
       problem = "longer than " + std::to_string(shm::kMaxLabelValueBytes) + " bytes";
     }
@@ -183,6 +172,13 @@ HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_
   d.bucket_count = static_cast<uint32_t>(spec_.bounds.size());
   d.bounds = spec_.bounds.data();
   d.most_recent = shm::IsMostRecentMode(spec_.gauge_mode) && spec_.type == shm::MetricType::kGauge;
+  d.exemplar_offset = registered_.layout.exemplar_offset;
+  if (spec_.native) {
+    d.native.offset = registered_.layout.native_offset;
+    d.native.window = spec_.native_max_buckets / 2;
+    d.native.schema = spec_.native_schema;
+    d.native.zero_threshold = spec_.native_zero_threshold;
+  }
   if (!registered_.ok) {
     d.dropped = true;  // the region had no room for the family: drops go to the header counter
   } else {
@@ -191,7 +187,8 @@ HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_
     d.dropped = r.status != shm::SeriesStatus::kOk;
     // The family's drop cell counts its cap (reason series_limit); a full region counts in the
     // region header (reason region_full).
-    d.drop_cell = r.status == shm::SeriesStatus::kFamilyFull ? registered_.drop_cell : 0;
+    d.drop_cell = r.status == shm::SeriesStatus::kFamilyFull ? registered_.drop_cell + shm::kDropSeriesLimit : 0;
+    d.invalid_cell = registered_.drop_cell + shm::kDropInvalidValue;
   }
 
   // Grow at half load; readers may still be probing the old table, so it is never freed.

@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <bit>
 #include <cstring>
 
+#include "shmetrics/shm/native_histogram.h"
 #include "shmetrics/shm/ofd_lock.h"
 #include "writer_state.h"
 
@@ -244,6 +246,61 @@ void CountDrop(uint32_t region, uint32_t drop_cell) noexcept {
   }
   shm::Cell* c = ThreadCells(region, drop_cell);
   if (c != g_sink) SingleWriterAdd(*c, 1.0);
+}
+
+int32_t NativeBucketKey(double a, int32_t schema) noexcept { return shm::native::BucketKey(a, schema); }
+
+void NativeObserveSlow(shm::Cell* block, double v, const NativeParams& p) noexcept {
+  // Seqlock: readers retry while the count is odd or has changed under them.
+  const uint64_t seq = block[0].load(std::memory_order_relaxed);
+  block[0].store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  shm::native::Sparse h;
+  shm::native::Decode(block, p.window, p.schema, h);  // our own block: cannot be torn
+  const double a = v < 0 ? -v : v;
+  const int32_t key = shm::native::BucketKey(a, h.schema);
+  (v > 0 ? h.positive : h.negative)[key] += 1.0;
+  try {
+    shm::native::Encode(std::move(h), block, p.window);  // moves the window or lowers the schema
+  } catch (...) {
+    // std::map allocation failed: the observation stays in the classic part (count, sum) only.
+  }
+  block[0].store(seq + 2, std::memory_order_release);
+}
+
+void WriteExemplar(uint32_t region, shm::Cell* block, double value, const ExemplarLabelView* labels,
+                   size_t count) noexcept {
+  unsigned char bytes[shm::kExemplarLabelBytes] = {};
+  size_t used = 0;
+  bool fits = block != nullptr;
+  for (size_t i = 0; fits && i < count; ++i) {
+    const std::string_view parts[2] = {labels[i].name, labels[i].value};
+    for (std::string_view part : parts) {
+      if (part.size() > 255 || used + 1 + part.size() > sizeof bytes) {
+        fits = false;
+        break;
+      }
+      bytes[used++] = static_cast<unsigned char>(part.size());
+      std::memcpy(bytes + used, part.data(), part.size());
+      used += part.size();
+    }
+  }
+  if (!fits) {
+    StateOf(region).region->header().dropped_exemplars.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const uint64_t seq = block[0].load(std::memory_order_relaxed);
+  block[0].store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  block[1].store(std::bit_cast<uint64_t>(value), std::memory_order_relaxed);
+  block[2].store(NowUnixNs(), std::memory_order_relaxed);
+  block[3].store(used, std::memory_order_relaxed);
+  for (size_t w = 0; w < shm::kExemplarLabelBytes / 8; ++w) {
+    uint64_t word;
+    std::memcpy(&word, bytes + w * 8, 8);
+    block[4 + w].store(word, std::memory_order_relaxed);
+  }
+  block[0].store(seq + 2, std::memory_order_release);
 }
 
 bool ClaimThreadSlot(uint32_t region) noexcept {

@@ -42,17 +42,20 @@ struct Gateway::SelfMetrics {
         bytes_total(bytes.Add({{"kind", "total"}})),
         footprint(prometheus::BuildGauge().Name("shmetrics_region_bytes_per_series_writer").Help("Page bytes held by live writers divided by the cells they have written: the region's cost per (series, writer that touched it) for counters (histograms use buckets + 2 cells per series). NaN before any write.").Register(r)),
         bytes_per_series_writer(footprint.Add({})),
-        dropped(prometheus::BuildCounter().Name("shmetrics_dropped_updates_total").Help("Updates that could not be stored, by reason: series_limit (a family's cap), region_full (no room for the family or series), no_slot (no free writer slot), no_page (page pool exhausted).").Register(r)),
+        dropped(prometheus::BuildCounter().Name("shmetrics_dropped_updates_total").Help("Updates that could not be stored, by reason: series_limit (a family's cap), invalid_value (a negative or NaN counter increment), region_full (no room for the family or series), no_slot (no free writer slot), no_page (page pool exhausted), exemplar (an exemplar over 128 bytes or on a family without exemplars; its value was stored).").Register(r)),
         dropped_series_limit(dropped.Add({{"reason", "series_limit"}})),
+        dropped_invalid_value(dropped.Add({{"reason", "invalid_value"}})),
+        dropped_exemplar(dropped.Add({{"reason", "exemplar"}})),
         dropped_region_full(dropped.Add({{"reason", "region_full"}})),
         dropped_no_slot(dropped.Add({{"reason", "no_slot"}})),
         dropped_no_page(dropped.Add({{"reason", "no_page"}})),
-        family_dropped(prometheus::BuildCounter().Name("shmetrics_family_dropped_updates_total").Help("Updates dropped because the family's series cap or the region was full, per family.").Register(r)),
+        family_dropped(prometheus::BuildCounter().Name("shmetrics_family_dropped_updates_total").Help("Updates dropped per family and reason (series_limit, invalid_value).").Register(r)),
         registration(prometheus::BuildCounter().Name("shmetrics_registration_errors_total").Help("Families or series refused for lack of room in the region.").Register(r)),
         registration_errors(registration.Add({})),
         invalid(prometheus::BuildCounter().Name("shmetrics_region_invalid_records_total").Help("Region records the gateway skipped as invalid (corrupt or hostile data).").Register(r)),
         invalid_records(invalid.Add({{"kind", "registry"}})),
         invalid_slots(invalid.Add({{"kind", "slot"}})),
+        torn_reads(invalid.Add({{"kind", "torn_block"}})),
         folds(prometheus::BuildCounter().Name("shmetrics_fold_rounds_total").Help("Rounds that folded dead writers into the accumulator.").Register(r)),
         fold_rounds(folds.Add({{"result", "ok"}})),
         fold_failures(folds.Add({{"result", "no_room"}})),
@@ -88,6 +91,8 @@ struct Gateway::SelfMetrics {
   prometheus::Gauge& bytes_per_series_writer;
   prometheus::Family<prometheus::Counter>& dropped;
   prometheus::Counter& dropped_series_limit;
+  prometheus::Counter& dropped_invalid_value;
+  prometheus::Counter& dropped_exemplar;
   prometheus::Counter& dropped_region_full;
   prometheus::Counter& dropped_no_slot;
   prometheus::Counter& dropped_no_page;
@@ -97,6 +102,7 @@ struct Gateway::SelfMetrics {
   prometheus::Family<prometheus::Counter>& invalid;
   prometheus::Counter& invalid_records;
   prometheus::Counter& invalid_slots;
+  prometheus::Counter& torn_reads;
   prometheus::Family<prometheus::Counter>& folds;
   prometheus::Counter& fold_rounds;
   prometheus::Counter& fold_failures;
@@ -111,6 +117,7 @@ struct Gateway::SelfMetrics {
   prometheus::Counter& http_handler;
 
   // Last values mirrored from the region / server (see Sync).
+  double last_invalid_value = 0, last_exemplar = 0, last_torn = 0;
   double last_dead = 0, last_folded = 0, last_series_limit = 0, last_region_full = 0, last_no_slot = 0,
          last_no_page = 0, last_registration = 0, last_invalid_records = 0, last_invalid_slots = 0,
          last_folds = 0, last_fold_failures = 0;
@@ -200,13 +207,26 @@ void Gateway::UpdateSelfMetricsLocked(const Snapshot& snap) {
                                           static_cast<double>(snap.writer_cells_touched));
   Sync(m.dead_workers, static_cast<double>(snap.folded_workers), m.last_dead);
   Sync(m.writers_folded, static_cast<double>(snap.folded_writers), m.last_folded);
-  double series_limit = 0;
+  double series_limit = 0, invalid_value = 0;
   for (const FamilyInfo& f : reader_->families()) {
-    const double d = f.view.drop_cell < snap.sums.size() ? snap.sums[f.view.drop_cell] : 0;
-    series_limit += d;
-    if (d > 0) Sync(m.family_dropped.Add({{"family", f.view.name}}), d, m.last_family_dropped[f.view.name]);
+    const uint32_t cell = f.view.drop_cell;
+    if (cell + shm::kFamilyDropCells > snap.sums.size()) continue;
+    const double cap = snap.sums[cell + shm::kDropSeriesLimit];
+    const double invalid = snap.sums[cell + shm::kDropInvalidValue];
+    series_limit += cap;
+    invalid_value += invalid;
+    if (cap > 0) {
+      Sync(m.family_dropped.Add({{"family", f.view.name}, {"reason", "series_limit"}}), cap,
+           m.last_family_dropped[f.view.name + "/series_limit"]);
+    }
+    if (invalid > 0) {
+      Sync(m.family_dropped.Add({{"family", f.view.name}, {"reason", "invalid_value"}}), invalid,
+           m.last_family_dropped[f.view.name + "/invalid_value"]);
+    }
   }
   Sync(m.dropped_series_limit, series_limit, m.last_series_limit);
+  Sync(m.dropped_invalid_value, invalid_value, m.last_invalid_value);
+  Sync(m.dropped_exemplar, static_cast<double>(snap.dropped_exemplars), m.last_exemplar);
   Sync(m.dropped_region_full, static_cast<double>(snap.dropped_region_full), m.last_region_full);
   Sync(m.dropped_no_slot, static_cast<double>(snap.dropped_no_slot), m.last_no_slot);
   Sync(m.dropped_no_page, static_cast<double>(snap.dropped_no_page), m.last_no_page);
@@ -214,6 +234,7 @@ void Gateway::UpdateSelfMetricsLocked(const Snapshot& snap) {
   const ReaderStats rs = reader_->stats();
   Sync(m.invalid_records, static_cast<double>(rs.corrupt_records), m.last_invalid_records);
   Sync(m.invalid_slots, static_cast<double>(rs.corrupt_slots), m.last_invalid_slots);
+  Sync(m.torn_reads, static_cast<double>(rs.torn_reads), m.last_torn);
   Sync(m.fold_rounds, static_cast<double>(rs.fold_rounds), m.last_folds);
   Sync(m.fold_failures, static_cast<double>(rs.fold_failures), m.last_fold_failures);
   if (server_) {

@@ -90,8 +90,10 @@ void RegionReader::RefreshLocked() {
       LogCorrupt(problem.what);
       continue;
     }
-    if (kinds_.size() <= f->drop_cell) kinds_.resize(f->drop_cell + 1, CellKind::kUnknown);
-    kinds_[f->drop_cell] = CellKind::kSum;
+    if (kinds_.size() < f->drop_cell + shm::kFamilyDropCells) {
+      kinds_.resize(f->drop_cell + shm::kFamilyDropCells, CellKind::kUnknown);
+    }
+    for (uint32_t c = 0; c < shm::kFamilyDropCells; ++c) kinds_[f->drop_cell + c] = CellKind::kSum;
     family_slot_[families_seen_] = static_cast<uint32_t>(families_.size());
     families_.push_back(FamilyInfo{std::move(*f), {}});
     new_families = true;
@@ -135,6 +137,11 @@ void RegionReader::RefreshLocked() {
     }
     for (uint32_t c = 0; c < k; ++c) kinds_[s->cell_base + c] = kind;
     if (kind == CellKind::kGaugeMostRecent) kinds_[s->cell_base + 1] = CellKind::kGaugeTimestamp;
+    // Blocks run from the first of native/exemplar offsets to the end of the series.
+    const uint32_t first_block = f.view.native_offset ? f.view.native_offset : f.view.exemplar_offset;
+    if (first_block != 0) {
+      for (uint32_t c = first_block; c < k; ++c) kinds_[s->cell_base + c] = CellKind::kBlock;
+    }
 
     SeriesInfo info;
     info.view = std::move(*s);
@@ -147,6 +154,7 @@ void RegionReader::RefreshLocked() {
     }
     const auto index = static_cast<uint32_t>(series_.size());
     if (f.view.type == shm::MetricType::kGauge) gauge_series_.push_back(index);
+    if (first_block != 0) block_series_.push_back(index);
     if (kind == CellKind::kGaugeAll) all_mode_series_[info.view.cell_base] = index;
     f.series.push_back(index);
     series_.push_back(std::move(info));
@@ -343,7 +351,44 @@ void RegionReader::FoldSlotLocked(uint32_t slot, uint32_t bank) {
         case CellKind::kGaugeTimestamp:
         case CellKind::kGaugeLive:
         case CellKind::kUnknown:
+        case CellKind::kBlock:  // below, per series
           break;  // live-mode gauges die with their worker; unknown cells belong to no valid series
+      }
+    }
+  }
+  FoldBlocksLocked(from, to);
+}
+
+void RegionReader::FoldBlocksLocked(const std::vector<Cell*>& from, const std::vector<Cell*>& to) {
+  for (uint32_t si : block_series_) {
+    const SeriesInfo& s = series_[si];
+    const shm::FamilyView& f = families_[family_slot_[s.view.family]].view;
+    const Cell* src = CellPtr(from, s.view.cell_base);
+    Cell* dst = CellPtr(to, s.view.cell_base);
+    if (src == nullptr || dst == nullptr) continue;
+    if (f.native) {
+      shm::native::Sparse acc, dead;
+      const bool ok_acc = shm::native::Decode(dst + f.native_offset, f.native_window, f.native_schema, acc);
+      const bool ok_dead = shm::native::Decode(src + f.native_offset, f.native_window, f.native_schema, dead);
+      if (!ok_acc || !ok_dead) {
+        ++stats_.corrupt_slots;
+        LogCorrupt("series #" + std::to_string(s.view.index) + ": invalid native histogram block");
+      }
+      if (ok_dead && !dead.empty()) {
+        if (!ok_acc) acc = shm::native::Sparse::At(f.native_schema);
+        shm::native::Merge(acc, dead);
+        shm::native::Encode(std::move(acc), dst + f.native_offset, f.native_window);
+      }
+    }
+    if (f.exemplar_offset != 0) {
+      const uint32_t blocks = f.type == shm::MetricType::kCounter ? 1 : static_cast<uint32_t>(f.bounds.size()) + 1;
+      for (uint32_t b = 0; b < blocks; ++b) {
+        const Cell* e = src + f.exemplar_offset + b * shm::kExemplarCells;
+        Cell* a = dst + f.exemplar_offset + b * shm::kExemplarCells;
+        // Keep the most recent; a dead writer's block is quiescent, so no seqlock is needed.
+        if (e[2].load(std::memory_order_relaxed) > a[2].load(std::memory_order_relaxed)) {
+          for (uint32_t c = 1; c < shm::kExemplarCells; ++c) a[c].store(e[c].load(std::memory_order_relaxed), std::memory_order_relaxed);
+        }
       }
     }
   }
@@ -355,6 +400,71 @@ void RegionReader::ZeroSlotLocked(uint32_t slot) {
   for (Cell* p : pages) {
     if (p == nullptr) continue;
     for (uint32_t c = 0; c < shm::kCellsPerPage; ++c) p[c].store(0, std::memory_order_relaxed);
+  }
+}
+
+void RegionReader::MergeBlocksLocked(const std::vector<Cell*>& pages, bool live, Snapshot& out) {
+  for (uint32_t si : block_series_) {
+    const SeriesInfo& s = series_[si];
+    const shm::FamilyView& f = families_[family_slot_[s.view.family]].view;
+    const Cell* cells = CellPtr(pages, s.view.cell_base);
+    if (cells == nullptr) continue;
+    if (f.native) {
+      shm::native::Sparse h;
+      const Cell* block = cells + f.native_offset;
+      const bool ok = live ? shm::native::DecodeLive(block, f.native_window, f.native_schema, h)
+                           : shm::native::Decode(block, f.native_window, f.native_schema, h);
+      if (!ok) {
+        ++stats_.torn_reads;
+      } else if (!h.empty()) {
+        if (!out.native[si]) out.native[si] = shm::native::Sparse::At(f.native_schema);
+        shm::native::Merge(*out.native[si], h);
+      }
+    }
+    if (f.exemplar_offset == 0) continue;
+    const uint32_t blocks = f.type == shm::MetricType::kCounter ? 1 : static_cast<uint32_t>(f.bounds.size()) + 1;
+    std::vector<ExemplarValue>& best = out.exemplars[si];
+    best.resize(blocks);
+    for (uint32_t b = 0; b < blocks; ++b) {
+      const Cell* e = cells + f.exemplar_offset + b * shm::kExemplarCells;
+      uint64_t words[shm::kExemplarCells];
+      bool stable = false;
+      for (int attempt = 0; attempt < 1000 && !stable; ++attempt) {
+        const uint64_t s1 = e[0].load(std::memory_order_acquire);
+        if (s1 & 1) continue;
+        for (uint32_t c = 1; c < shm::kExemplarCells; ++c) words[c] = e[c].load(std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_acquire);
+        stable = !live || e[0].load(std::memory_order_relaxed) == s1;
+      }
+      if (!stable) {
+        ++stats_.torn_reads;  // never serve a torn exemplar
+        continue;
+      }
+      const uint64_t ts = words[2];
+      if (ts == 0 || (best[b].present && ts <= best[b].unix_ns)) continue;
+      // Decode the labels; anything malformed is skipped (the region is untrusted).
+      unsigned char bytes[shm::kExemplarLabelBytes];
+      std::memcpy(bytes, &words[4], sizeof bytes);
+      const uint64_t used = words[3];
+      std::vector<std::pair<std::string, std::string>> labels;
+      bool valid = used <= sizeof bytes;
+      for (size_t i = 0; valid && i < used;) {
+        std::string parts[2];
+        for (std::string& part : parts) {
+          if (i >= used || i + 1 + bytes[i] > used) { valid = false; break; }
+          part.assign(reinterpret_cast<const char*>(bytes + i + 1), bytes[i]);
+          i += 1 + bytes[i];
+        }
+        valid = valid && shm::LabelNameProblem(parts[0]).empty() && shm::Utf8Problem(parts[1]).empty();
+        if (valid) labels.emplace_back(std::move(parts[0]), std::move(parts[1]));
+      }
+      if (!valid) {
+        ++stats_.corrupt_slots;
+        LogCorrupt("series #" + std::to_string(s.view.index) + ": invalid exemplar labels");
+        continue;
+      }
+      best[b] = ExemplarValue{true, AsDouble(words[1]), ts, std::move(labels)};
+    }
   }
 }
 
@@ -372,6 +482,8 @@ void RegionReader::MergeLocked(Snapshot& out) {
   out.sums.assign(cells, 0.0);
   out.gauge.assign(series_.size(), std::nullopt);
   out.worker_gauges.clear();
+  out.native.assign(block_series_.empty() ? 0 : series_.size(), std::nullopt);
+  out.exemplars.assign(block_series_.empty() ? 0 : series_.size(), {});
 
   const uint32_t active = h.fold_commit.load(std::memory_order_acquire) & 1;
   std::vector<Cell*>& pages = pages_scratch_;
@@ -397,6 +509,7 @@ void RegionReader::MergeLocked(Snapshot& out) {
   // Accumulator bank: counters, histograms, drop cells, and the kept values of non-live gauges.
   ResolvePages(l.bank_slot(active), pages);
   add_pages(pages, nullptr);
+  MergeBlocksLocked(pages, false, out);
   out.folded_writers = static_cast<uint64_t>(out.sums.size() > shm::kCellFoldedWriters ? out.sums[shm::kCellFoldedWriters] : 0);
   out.folded_workers = static_cast<uint64_t>(out.sums.size() > shm::kCellFoldedWorkers ? out.sums[shm::kCellFoldedWorkers] : 0);
 
@@ -430,6 +543,7 @@ void RegionReader::MergeLocked(Snapshot& out) {
     ++out.live_writers;
     ResolvePages(i, pages);
     out.writer_cells_touched += add_pages(pages, &out.writer_pages);
+    MergeBlocksLocked(pages, true, out);
     if (slot.primary_slot != i) continue;  // gauges live in the process's primary slot only
     ++out.live_workers;
     std::string pid = std::to_string(slot.pid);
@@ -498,6 +612,7 @@ void RegionReader::MergeLocked(Snapshot& out) {
   out.dropped_no_page = h.dropped_no_page.load(std::memory_order_relaxed);
   out.dropped_region_full = h.dropped_region_full.load(std::memory_order_relaxed);
   out.registration_errors = h.registration_errors.load(std::memory_order_relaxed);
+  out.dropped_exemplars = h.dropped_exemplars.load(std::memory_order_relaxed);
 }
 
 }  // namespace shmetrics::gateway

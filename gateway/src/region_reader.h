@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "shmetrics/shm/native_histogram.h"
 #include "shmetrics/shm/region.h"
 #include "shmetrics/shm/registry.h"
 
@@ -52,6 +53,14 @@ struct WorkerGauge {
   double value;
 };
 
+// The most recent exemplar over all writers for one counter or classic bucket.
+struct ExemplarValue {
+  bool present = false;
+  double value = 0;
+  uint64_t unix_ns = 0;
+  std::vector<std::pair<std::string, std::string>> labels;
+};
+
 // The merged values of one scrape.
 struct Snapshot {
   // Per cell: accumulator + live writers, as doubles. Meaningful for counter, histogram and drop
@@ -60,6 +69,11 @@ struct Snapshot {
   // Per series (gauges in aggregate modes): merged value, absent when no worker set it.
   std::vector<std::optional<double>> gauge;
   std::vector<WorkerGauge> worker_gauges;  // sorted by series
+  // Per series of native histogram families (empty optional otherwise): buckets merged over the
+  // accumulator and live writers at the lowest schema any of them uses.
+  std::vector<std::optional<shm::native::Sparse>> native;
+  // Per series of families with exemplars: one per counter, or per classic bucket (+Inf last).
+  std::vector<std::vector<ExemplarValue>> exemplars;
   uint64_t live_workers = 0;   // processes with a live primary slot
   uint64_t live_writers = 0;   // live slots
   uint64_t folded_workers = 0;
@@ -71,6 +85,7 @@ struct Snapshot {
   uint64_t writer_cells_touched = 0;
   uint64_t dropped_no_slot = 0, dropped_no_page = 0, dropped_region_full = 0;
   uint64_t registration_errors = 0;
+  uint64_t dropped_exemplars = 0;
 };
 
 struct ReaderStats {
@@ -78,6 +93,7 @@ struct ReaderStats {
   uint64_t corrupt_slots = 0;    // slot headers or directories skipped as invalid
   uint64_t fold_rounds = 0;
   uint64_t fold_failures = 0;    // rounds abandoned (no room for accumulator pages)
+  uint64_t torn_reads = 0;       // native or exemplar blocks still torn after many retries: skipped
 };
 
 struct ReaderOptions {
@@ -108,6 +124,7 @@ class RegionReader {
   enum class CellKind : uint8_t {
     kUnknown, kSum, kGaugeSum, kGaugeMax, kGaugeMin, kGaugeMostRecent, kGaugeTimestamp,
     kGaugeLive, kGaugeAll,
+    kBlock,  // native histogram or exemplar block: folded and merged per series, not per cell
   };
   struct Retained {
     uint32_t series;
@@ -120,6 +137,10 @@ class RegionReader {
   uint32_t ReapLocked();
   bool PrepareBankLocked(uint32_t inactive, uint32_t active, const std::vector<uint32_t>& dead);
   void FoldSlotLocked(uint32_t slot, uint32_t bank);
+  // Native and exemplar blocks of `from` into `to` (both quiescent: dead slot, inactive bank).
+  void FoldBlocksLocked(const std::vector<shm::Cell*>& from, const std::vector<shm::Cell*>& to);
+  // Native and exemplar blocks of one source (bank or live slot) into the snapshot.
+  void MergeBlocksLocked(const std::vector<shm::Cell*>& pages, bool live, Snapshot& out);
   void ZeroSlotLocked(uint32_t slot);
   void MergeLocked(Snapshot& out);
   // Page pointers of a slot's directory (nullptr where absent or invalid).
@@ -139,6 +160,7 @@ class RegionReader {
   uint32_t families_seen_ = 0, series_seen_ = 0;
   std::vector<CellKind> kinds_;  // per cell
   std::vector<uint32_t> gauge_series_;  // indices into series_ of gauge series
+  std::vector<uint32_t> block_series_;  // series with a native block or exemplars
   std::map<uint32_t, uint32_t> all_mode_series_;  // cell_base -> series, mode `all`
   std::vector<Retained> retained_;
   ReaderStats stats_;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "shmetrics/shm/native_histogram.h"
 #include "shmetrics/shm/ofd_lock.h"
 
 namespace shmetrics::shm {
@@ -47,6 +48,14 @@ uint64_t Mix(uint64_t h, uint64_t v) {
 
 }  // namespace
 
+SeriesLayout SeriesLayoutOf(const FamilySpec& spec) {
+  uint8_t flags = 0;
+  if (spec.native) flags |= kFamilyNative;
+  if (spec.exemplars) flags |= kFamilyExemplars;
+  return ComputeSeriesLayout(spec.type, spec.gauge_mode, static_cast<uint32_t>(spec.bounds.size()), flags,
+                             spec.native ? spec.native_max_buckets / 2 : 0);
+}
+
 std::string MetricNameProblem(std::string_view name) {
   if (name.empty()) return "is empty";
   if (name.size() > kMaxNameBytes) return "is longer than " + std::to_string(kMaxNameBytes) + " bytes";
@@ -75,6 +84,19 @@ std::string LabelNameProblem(std::string_view name) {
       return "has '" + std::string(1, c) + "' at position " + std::to_string(i) +
              " (label names match [a-zA-Z_][a-zA-Z0-9_]*)";
     }
+  }
+  return {};
+}
+
+std::string Utf8Problem(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return "invalid UTF-8 at byte " + std::to_string(i);
+    for (size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return "invalid UTF-8 at byte " + std::to_string(i);
+    }
+    i += n;
   }
   return {};
 }
@@ -133,6 +155,24 @@ FamilySpec NormaliseFamilySpec(FamilySpec spec) {
     }
   } else if (!spec.bounds.empty()) {
     fail("only histograms have buckets");
+  }
+  if (spec.native) {
+    if (spec.type != MetricType::kHistogram) fail("only histograms can be native");
+    if (spec.native_schema < native::kMinSchema || spec.native_schema > native::kMaxSchema) {
+      fail("native schema " + std::to_string(spec.native_schema) + " is outside -4..8");
+    }
+    if (spec.native_max_buckets < 2 || spec.native_max_buckets > 2 * native::kMaxWindow) {
+      fail("native max buckets must be 2.." + std::to_string(2 * native::kMaxWindow));
+    }
+    if (!std::isfinite(spec.native_zero_threshold) || spec.native_zero_threshold < 0) {
+      fail("native zero threshold must be finite and >= 0");
+    }
+  }
+  if (spec.exemplars && spec.type == MetricType::kGauge) fail("gauges do not carry exemplars");
+  const SeriesLayout layout = SeriesLayoutOf(spec);
+  if (layout.cells > kCellsPerPage) {
+    fail("one series would need " + std::to_string(layout.cells) + " cells, at most " +
+         std::to_string(kCellsPerPage) + ": use fewer buckets" + (spec.exemplars ? " or no exemplars" : ""));
   }
   if (spec.type != MetricType::kGauge) spec.gauge_mode = GaugeMode::kLiveSum;
   if (static_cast<uint8_t>(spec.gauge_mode) < 1 || static_cast<uint8_t>(spec.gauge_mode) > 10) {
@@ -195,6 +235,12 @@ std::optional<uint32_t> RegistryWriter::AllocString(std::string_view s) {
 
 bool RegistryWriter::SameDefinition(const FamilyRecord& f, const FamilySpec& spec) const {
   if (f.type != spec.type || f.gauge_mode != spec.gauge_mode) return false;
+  const bool native = (f.flags & kFamilyNative) != 0;
+  if (native != spec.native || ((f.flags & kFamilyExemplars) != 0) != spec.exemplars) return false;
+  if (native && (f.native_schema != spec.native_schema || f.native_window != spec.native_max_buckets / 2 ||
+                 f.native_zero_threshold != spec.native_zero_threshold)) {
+    return false;
+  }
   if (ArenaString(region_, f.help) != spec.help || ArenaString(region_, f.unit) != spec.unit) return false;
   if (f.label_count != spec.label_names.size() || f.bucket_count != spec.bounds.size()) return false;
   const StringRef* labels = ArenaRefs(region_, f.labels_offset, f.label_count);
@@ -241,7 +287,7 @@ FamilyResult RegistryWriter::FindOrAddFamily(const FamilySpec& spec) {
                               Quote(ArenaString(region_, f.help)) +
                               "): type, help, unit, labels, buckets and gauge mode must match");
     }
-    return {true, i, f.drop_cell, f.cells_per_series};
+    return {true, i, f.drop_cell, f.cells_per_series, SeriesLayoutOf(spec)};
   }
 
   auto no_room = [&]() {
@@ -250,10 +296,14 @@ FamilyResult RegistryWriter::FindOrAddFamily(const FamilySpec& spec) {
   };
   if (count >= region_.layout().max_families) return no_room();
   FamilyRecord& f = *region_.family(count);
-  const uint32_t cells = CellsPerSeries(spec.type, spec.gauge_mode, static_cast<uint32_t>(spec.bounds.size()));
+  const SeriesLayout layout = SeriesLayoutOf(spec);
+  const uint32_t cells = layout.cells;
   // The drop cell is this family's first cell; series ranges follow.
-  const uint32_t drop_cell = h.cells_used.load(std::memory_order_relaxed);
-  if (drop_cell + 1 > region_.layout().max_cells) return no_room();
+  uint32_t drop_cell = h.cells_used.load(std::memory_order_relaxed);
+  if (drop_cell % kCellsPerPage + kFamilyDropCells > kCellsPerPage) {
+    drop_cell = (drop_cell / kCellsPerPage + 1) * kCellsPerPage;  // never straddle a page
+  }
+  if (drop_cell + kFamilyDropCells > region_.layout().max_cells) return no_room();
 
   auto name = AllocString(spec.name);
   auto help = AllocString(spec.help);
@@ -283,10 +333,16 @@ FamilyResult RegistryWriter::FindOrAddFamily(const FamilySpec& spec) {
   f.type = spec.type;
   f.gauge_mode = spec.gauge_mode;
   f.label_count = static_cast<uint8_t>(spec.label_names.size());
+  f.flags = static_cast<uint8_t>((spec.native ? kFamilyNative : 0) | (spec.exemplars ? kFamilyExemplars : 0));
+  f.native_schema = spec.native ? spec.native_schema : 0;
+  f.native_window = spec.native ? spec.native_max_buckets / 2 : 0;
+  f.native_zero_threshold = spec.native ? spec.native_zero_threshold : 0;
+  f.native_offset = layout.native_offset;
+  f.exemplar_offset = layout.exemplar_offset;
   f.series_count.store(0, std::memory_order_relaxed);
-  h.cells_used.store(drop_cell + 1, std::memory_order_release);
+  h.cells_used.store(drop_cell + kFamilyDropCells, std::memory_order_release);
   h.family_count.store(count + 1, std::memory_order_release);  // publish
-  return {true, count, drop_cell, cells};
+  return {true, count, drop_cell, cells, layout};
 }
 
 std::optional<SeriesResult> RegistryWriter::FindSeries(uint32_t family,
@@ -407,8 +463,31 @@ std::optional<FamilyView> ReadFamily(const Region& region, uint32_t index, ReadP
       return bad("bucket bounds not finite and increasing");
     }
   }
-  if (r.cells_per_series != CellsPerSeries(r.type, r.gauge_mode, r.bucket_count)) return bad("cell count mismatch");
-  if (r.drop_cell < kSystemCells || r.drop_cell >= region.layout().max_cells) return bad("drop cell out of range");
+  if ((r.flags & ~(kFamilyNative | kFamilyExemplars)) != 0) return bad("unknown flags");
+  const bool native = (r.flags & kFamilyNative) != 0;
+  if (native && (r.type != MetricType::kHistogram || r.native_schema < native::kMinSchema ||
+                 r.native_schema > native::kMaxSchema || r.native_window < 1 ||
+                 r.native_window > native::kMaxWindow || !std::isfinite(r.native_zero_threshold) ||
+                 r.native_zero_threshold < 0)) {
+    return bad("invalid native histogram parameters");
+  }
+  if ((r.flags & kFamilyExemplars) && r.type == MetricType::kGauge) return bad("exemplars on a gauge");
+  const SeriesLayout layout =
+      ComputeSeriesLayout(r.type, r.gauge_mode, r.bucket_count, r.flags, native ? r.native_window : 0);
+  if (r.cells_per_series != layout.cells || layout.cells > kCellsPerPage ||
+      r.native_offset != layout.native_offset || r.exemplar_offset != layout.exemplar_offset) {
+    return bad("cell layout mismatch");
+  }
+  v.native = native;
+  v.native_schema = r.native_schema;
+  v.native_window = native ? r.native_window : 0;
+  v.native_zero_threshold = r.native_zero_threshold;
+  v.native_offset = layout.native_offset;
+  v.exemplar_offset = layout.exemplar_offset;
+  if (r.drop_cell < kSystemCells || uint64_t{r.drop_cell} + kFamilyDropCells > region.layout().max_cells ||
+      r.drop_cell % kCellsPerPage + kFamilyDropCells > kCellsPerPage) {
+    return bad("drop cells out of range");
+  }
   v.cells_per_series = r.cells_per_series;
   v.drop_cell = r.drop_cell;
   v.created_unix_ns = r.created_unix_ns;

@@ -30,10 +30,10 @@ struct Reader {
     }
     return -1;
   }
-  double FamilyDrops(const std::string& family) {
+  double FamilyDrops(const std::string& family, uint32_t reason) {
     reader.Collect(snap);
     for (const auto& f : reader.families()) {
-      if (f.view.name == family) return snap.sums[f.view.drop_cell];
+      if (f.view.name == family) return snap.sums[f.view.drop_cell + reason];
     }
     return -1;
   }
@@ -83,7 +83,8 @@ TEST(ClientTest, CounterRejectsNegativeAndNaNAsCountedDrops) {
   k.Add(std::numeric_limits<double>::quiet_NaN());
   Reader r(name.name);
   EXPECT_EQ(r.Cell("bytes", {}), 2.5);
-  EXPECT_EQ(r.FamilyDrops("bytes"), 2);
+  EXPECT_EQ(r.FamilyDrops("bytes", shm::kDropInvalidValue), 2);
+  EXPECT_EQ(r.FamilyDrops("bytes", shm::kDropSeriesLimit), 0);
 }
 
 TEST(ClientTest, HistogramPutsNaNAndLargeValuesInInf) {
@@ -146,7 +147,7 @@ TEST(ClientTest, SeriesBeyondTheFamilyCapAreCountedDrops) {
   EXPECT_EQ(r.Cell("users", {"0"}), 10);
   EXPECT_EQ(r.Cell("users", {"1"}), 10);
   EXPECT_EQ(r.Cell("users", {"2"}), -1);  // never registered
-  EXPECT_EQ(r.FamilyDrops("users"), 3);
+  EXPECT_EQ(r.FamilyDrops("users", shm::kDropSeriesLimit), 3);
 }
 
 TEST(ClientTest, FullRegionNeverCrashesAndCountsDrops) {

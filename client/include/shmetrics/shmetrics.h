@@ -46,11 +46,21 @@ class FamilyCore;
 struct HandleData {
   uint32_t region = 0;
   uint32_t cell_base = 0;
-  uint32_t drop_cell = 0;  // 0 means: count drops in the region header
+  uint32_t drop_cell = 0;  // where a dropped child counts its updates; 0: the region header
+  uint32_t invalid_cell = 0;  // where invalid values (negative counter increments) are counted
   bool dropped = false;
   bool most_recent = false;       // gauges: also stamp the time of each write
   uint32_t bucket_count = 0;      // histograms: finite bounds
   const double* bounds = nullptr;  // histograms: process-local copy, lives with the family
+  uint32_t exemplar_offset = 0;   // 0: this family keeps no exemplars
+  detail::NativeParams native;    // window 0: not a native histogram
+};
+
+// One label of an exemplar, e.g. {"trace_id", "4bf92f3577b34da6"}. Names and values together are
+// at most 128 bytes (OpenMetrics); a longer exemplar is dropped and counted.
+struct ExemplarLabel {
+  std::string_view name;
+  std::string_view value;
 };
 
 class Counter {
@@ -58,8 +68,17 @@ class Counter {
   // Hot path. A counter only goes up: a negative or NaN Add is dropped and counted.
   void Inc() noexcept { Add(1.0); }
   void Add(double v) noexcept {
-    if (__builtin_expect(d_.dropped || !(v >= 0.0), 0)) return detail::CountDrop(d_.region, d_.drop_cell);
+    if (__builtin_expect(d_.dropped, 0)) return detail::CountDrop(d_.region, d_.drop_cell);
+    if (__builtin_expect(!(v >= 0.0), 0)) return detail::CountDrop(d_.region, d_.invalid_cell);
     detail::SingleWriterAdd(*detail::ThreadCells(d_.region, d_.cell_base), v);  // own cell: no lock
+  }
+  // With an exemplar (families built with .Exemplars()): the value, then the exemplar under its
+  // seqlock, so the gateway never serves a torn one. Costs a clock read and a small copy.
+  void Add(double v, std::initializer_list<ExemplarLabel> exemplar) noexcept {
+    Add(v);
+    if (__builtin_expect(d_.dropped || !(v >= 0.0), 0)) return;
+    detail::WriteExemplar(d_.region, d_.exemplar_offset ? detail::ThreadCells(d_.region, d_.cell_base) + d_.exemplar_offset : nullptr, v,
+                          reinterpret_cast<const detail::ExemplarLabelView*>(exemplar.begin()), exemplar.size());
   }
 
  private:
@@ -102,14 +121,26 @@ class Histogram {
   // sum of the buckets, so +Inf always equals _count. NaN lands in +Inf.
   void Observe(double v) noexcept {
     if (__builtin_expect(d_.dropped, 0)) return detail::CountDrop(d_.region, d_.drop_cell);
+    ObserveInto(v, BucketIndex(v));
+  }
+  // With an exemplar for the bucket `v` falls in (families built with .Exemplars()).
+  void Observe(double v, std::initializer_list<ExemplarLabel> exemplar) noexcept {
+    if (__builtin_expect(d_.dropped, 0)) return detail::CountDrop(d_.region, d_.drop_cell);
     const uint32_t b = BucketIndex(v);
-    shm::Cell* c = detail::ThreadCells(d_.region, d_.cell_base);
-    detail::SingleWriterAdd(c[b], 1.0);
-    detail::SingleWriterAdd(c[d_.bucket_count + 1], v);
+    shm::Cell* c = ObserveInto(v, b);
+    detail::WriteExemplar(d_.region, d_.exemplar_offset ? c + d_.exemplar_offset + b * shm::kExemplarCells : nullptr, v,
+                          reinterpret_cast<const detail::ExemplarLabelView*>(exemplar.begin()), exemplar.size());
   }
 
  private:
   friend class detail::FamilyCore;
+  shm::Cell* ObserveInto(double v, uint32_t b) noexcept {
+    shm::Cell* c = detail::ThreadCells(d_.region, d_.cell_base);
+    detail::SingleWriterAdd(c[b], 1.0);
+    detail::SingleWriterAdd(c[d_.bucket_count + 1], v);
+    if (d_.native.window != 0) detail::NativeObserve(c + d_.native.offset, v, d_.native);
+    return c;
+  }
   uint32_t BucketIndex(double v) const noexcept {
     const double* b = d_.bounds;
     const uint32_t n = d_.bucket_count;
@@ -224,6 +255,20 @@ class Builder {
   Builder& Mode(GaugeMode mode) { spec_.gauge_mode = mode; return *this; }
   // Histograms only: finite, strictly increasing upper bounds; +Inf is implicit.
   Builder& Buckets(std::vector<double> bounds) { spec_.bounds = std::move(bounds); return *this; }
+  // Histograms only: a native (exponential) histogram, merged exactly across workers, alone or
+  // beside classic Buckets(). Buckets at `schema` are 2^(2^-schema) wide (3: ~9%); each writer
+  // keeps at most `max_buckets` (half per sign) and halves its resolution when a new observation
+  // would need more. |v| <= zero_threshold counts in the zero bucket.
+  Builder& Native(int32_t schema = 3, uint32_t max_buckets = 160,
+                  double zero_threshold = 2.938735877055719e-39) {
+    spec_.native = true;
+    spec_.native_schema = schema;
+    spec_.native_max_buckets = max_buckets;
+    spec_.native_zero_threshold = zero_threshold;
+    return *this;
+  }
+  // Counters and classic histogram buckets: keep the latest exemplar of each writer.
+  Builder& Exemplars() { spec_.exemplars = true; return *this; }
 
   Family<T>& Register(Client& client);
 

@@ -11,7 +11,9 @@
 
 #include <atomic>
 #include <bit>
+#include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "shmetrics/shm/layout.h"
 
@@ -57,11 +59,50 @@ inline shm::Cell* ProcessCells(uint32_t region, uint32_t cell_base) noexcept {
   return ProcessCellsSlow(region, cell_base);
 }
 
+// Native histogram parameters a handle carries (see shm/native_histogram.h for the block).
+struct NativeParams {
+  uint32_t offset = 0;  // of the block within the series
+  uint32_t window = 0;  // 0: not native
+  int32_t schema = 0;   // the family's starting schema
+  double zero_threshold = 0;
+};
+
+// Layout-compatible with shmetrics::ExemplarLabel.
+struct ExemplarLabelView {
+  std::string_view name;
+  std::string_view value;
+};
+
+// Writes an exemplar block under its seqlock; `block` nullptr (family without exemplars) or
+// labels over 128 bytes count a dropped exemplar instead.
+void WriteExemplar(uint32_t region, shm::Cell* block, double value, const ExemplarLabelView* labels,
+                   size_t count) noexcept;
+// The native part of an observation that does not land in the current window (first
+// observation, window move, schema reduction). Out of line; this thread is the block's writer.
+void NativeObserveSlow(shm::Cell* block, double v, const NativeParams& p) noexcept;
+int32_t NativeBucketKey(double a, int32_t schema) noexcept;
+
 // Single-writer add: this thread is the only writer of `cell`, so load + store is atomic enough
 // and costs no lock prefix. Readers see either the old or the new value, never a torn one.
 inline void SingleWriterAdd(shm::Cell& cell, double v) noexcept {
   const double old = std::bit_cast<double>(cell.load(std::memory_order_relaxed));
   cell.store(std::bit_cast<uint64_t>(old + v), std::memory_order_relaxed);
+}
+
+// The native part of Histogram::Observe: one bucket increment when `v` lands in the window.
+inline void NativeObserve(shm::Cell* block, double v, const NativeParams& p) noexcept {
+  if (v != v) return;  // NaN: counted by the classic part (+Inf bucket, sum) only
+  const double a = v < 0 ? -v : v;
+  if (a <= p.zero_threshold) return SingleWriterAdd(block[3], 1.0);
+  const uint64_t schema_cell = block[1].load(std::memory_order_relaxed);
+  if (__builtin_expect(schema_cell != 0, 1)) {
+    const int32_t key = NativeBucketKey(a, static_cast<int32_t>(schema_cell) - 16);
+    const uint64_t offsets = block[2].load(std::memory_order_relaxed);
+    const int32_t first = static_cast<int32_t>(static_cast<uint32_t>(v > 0 ? offsets : offsets >> 32));
+    const uint32_t i = static_cast<uint32_t>(key - first);
+    if (i < p.window) return SingleWriterAdd(block[4 + (v > 0 ? 0 : p.window) + i], 1.0);
+  }
+  NativeObserveSlow(block, v, p);
 }
 
 inline uint64_t EncodeGauge(double v) noexcept {

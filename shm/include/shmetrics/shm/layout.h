@@ -37,7 +37,7 @@
 namespace shmetrics::shm {
 
 inline constexpr uint64_t kMagic = 0x4349'5254'454d'4853ull;  // "SHMETRIC" as little-endian bytes
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;
 
 inline constexpr uint32_t kCellBytes = 8;
 inline constexpr uint32_t kCellsPerPage = 512;
@@ -54,6 +54,11 @@ inline constexpr uint32_t kMaxLabelValueBytes = 4096;
 inline constexpr uint32_t kCellFoldedWriters = 0;    // slots folded (threads and processes)
 inline constexpr uint32_t kCellFoldedWorkers = 1;    // primary slots folded (worker processes)
 inline constexpr uint32_t kSystemCells = 8;
+
+// Each family's dropped-update counters (per writer, folded like counters), at drop_cell + reason.
+inline constexpr uint32_t kDropSeriesLimit = 0;  // a child past the family's series cap
+inline constexpr uint32_t kDropInvalidValue = 1;  // a negative or NaN counter increment
+inline constexpr uint32_t kFamilyDropCells = 2;
 
 // Byte offsets of the OFD record locks taken on the region file. They are advisory: the locked
 // bytes carry no meaning as data.
@@ -95,17 +100,52 @@ inline constexpr bool IsPerWorkerMode(GaugeMode m) {
 inline constexpr uint64_t kGaugeBias = 0x7ff4'5348'4d45'5452ull;  // a signalling NaN payload
 inline constexpr uint64_t kCanonicalNaN = 0x7ff8'0000'0000'0000ull;
 
-// Cells per series for a family.
-inline constexpr uint32_t CellsPerSeries(MetricType type, GaugeMode mode, uint32_t bucket_count) {
+// FamilyRecord::flags
+inline constexpr uint8_t kFamilyNative = 1;     // histogram with a native (exponential) block
+inline constexpr uint8_t kFamilyExemplars = 2;  // counter / classic buckets carry exemplars
+
+// An exemplar block: [0] seqlock, [1] value (double bits), [2] unix ns, [3] label bytes used,
+// then kExemplarLabelBytes of labels as (u8 name length, name, u8 value length, value)...
+inline constexpr uint32_t kExemplarLabelBytes = 128;  // OpenMetrics' limit on names + values
+inline constexpr uint32_t kExemplarCells = 4 + kExemplarLabelBytes / kCellBytes;
+
+// Where the parts of one series' cell range are, relative to its cell_base.
+//  counter:   [value] [exemplar block]?
+//  gauge:     [encoded value] [unix ns of the last write, most-recent modes]
+//  histogram: [count per finite bound..., +Inf count, sum] [native block]? [exemplar block per
+//             classic bucket incl. +Inf]?
+struct SeriesLayout {
+  uint32_t cells = 0;
+  uint32_t native_offset = 0;    // 0: none
+  uint32_t exemplar_offset = 0;  // 0: none
+};
+inline constexpr SeriesLayout ComputeSeriesLayout(MetricType type, GaugeMode mode, uint32_t bucket_count,
+                                                  uint8_t flags, uint32_t native_window) {
+  SeriesLayout l;
   switch (type) {
     case MetricType::kCounter:
-      return 1;  // value (double bits)
+      l.cells = 1;
+      if (flags & kFamilyExemplars) {
+        l.exemplar_offset = l.cells;
+        l.cells += kExemplarCells;
+      }
+      break;
     case MetricType::kGauge:
-      return IsMostRecentMode(mode) ? 2 : 1;  // encoded value [, unix ns of the last Set]
+      l.cells = IsMostRecentMode(mode) ? 2 : 1;
+      break;
     case MetricType::kHistogram:
-      return bucket_count + 2;  // one per finite bound, +Inf, then the sum (all double bits)
+      l.cells = bucket_count + 2;
+      if (flags & kFamilyNative) {
+        l.native_offset = l.cells;
+        l.cells += 4 + 2 * native_window;  // see native_histogram.h
+      }
+      if (flags & kFamilyExemplars) {
+        l.exemplar_offset = l.cells;
+        l.cells += (bucket_count + 1) * kExemplarCells;
+      }
+      break;
   }
-  return 0;
+  return l;
 }
 
 using Cell = std::atomic<uint64_t>;
@@ -162,6 +202,7 @@ struct alignas(64) RegionHeader {
   alignas(64) std::atomic<uint64_t> dropped_no_slot;
   std::atomic<uint64_t> dropped_no_page;
   std::atomic<uint64_t> dropped_region_full;  // updates to families/series the region had no room for
+  std::atomic<uint64_t> dropped_exemplars;    // exemplars too long, or on a family without storage
   std::atomic<uint64_t> registration_errors;  // families or series refused for lack of room
 
   // Accumulator commit word: bit 0 = active bank, bits 1..63 = committed fold epoch.
@@ -178,13 +219,19 @@ struct FamilyRecord {
   uint32_t bucket_count;
   uint32_t cells_per_series;
   uint32_t max_series;   // per-family cardinality cap
-  uint32_t drop_cell;    // cell index of this family's dropped-updates counter (one cell)
+  uint32_t drop_cell;    // first of kFamilyDropCells counters of this family's dropped updates
   uint64_t created_unix_ns;
   MetricType type;
   GaugeMode gauge_mode;  // kLiveSum for non-gauges
   uint8_t label_count;
-  uint8_t reserved0;
+  uint8_t flags;         // kFamilyNative | kFamilyExemplars
   std::atomic<uint32_t> series_count;  // registered series, for the cap (under registry lock)
+  int32_t native_schema;          // the schema writers start at (-4..8)
+  uint32_t native_window;         // buckets per sign each writer keeps
+  double native_zero_threshold;
+  uint32_t native_offset;         // see SeriesLayout
+  uint32_t exemplar_offset;
+  uint64_t reserved1;
 };
 
 struct SeriesRecord {
@@ -222,7 +269,7 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 static_assert(sizeof(Cell) == kCellBytes && alignof(Cell) == kCellBytes);
 static_assert(sizeof(RegionHeader) == 448 && alignof(RegionHeader) == 64);
-static_assert(sizeof(FamilyRecord) == 64);
+static_assert(sizeof(FamilyRecord) == 96);
 static_assert(sizeof(SeriesRecord) == 24);
 static_assert(sizeof(SlotHeader) == 64);
 static_assert(sizeof(StringRef) == 8);

@@ -33,6 +33,8 @@ class RegistrationError : public std::invalid_argument {
 // reserved for Prometheus itself. Return an empty string when valid, otherwise why not.
 std::string MetricNameProblem(std::string_view name);
 std::string LabelNameProblem(std::string_view name);
+// Label values must be UTF-8 in every exposition format: empty when valid, else which byte is not.
+std::string Utf8Problem(std::string_view s);
 
 struct FamilySpec {
   std::string name;  // as given by the user: a counter's trailing "_total" is stripped on intern
@@ -43,7 +45,17 @@ struct FamilySpec {
   std::vector<std::string> label_names;
   std::vector<double> bounds;  // histograms: strictly increasing, finite; +Inf is implicit
   uint32_t max_series = 10000;  // per-family cardinality cap; the first registration's value wins
+  // Histograms: a native (exponential) part, optionally beside the classic buckets.
+  bool native = false;
+  int32_t native_schema = 3;            // starting resolution: 2^(2^-3) ~ 9% wide buckets
+  uint32_t native_max_buckets = 160;    // per sign: max_buckets / 2 (as client_golang's default)
+  double native_zero_threshold = 2.938735877055719e-39;  // 2^-128
+  // Counters and classic histogram buckets keep the latest exemplar per writer.
+  bool exemplars = false;
 };
+
+// The cell layout of one series of `spec`.
+SeriesLayout SeriesLayoutOf(const FamilySpec& spec);
 
 // Checks names, labels, bounds and reserved words; throws RegistrationError naming the metric.
 // Returns the spec normalised (counter "_total" stripped).
@@ -62,6 +74,7 @@ struct FamilyResult {
   uint32_t index = 0;
   uint32_t drop_cell = 0;
   uint32_t cells_per_series = 0;
+  shm::SeriesLayout layout;
 };
 
 // Holds the region's registry lock: a process-local mutex (threads share the lock descriptor)
@@ -121,6 +134,12 @@ struct FamilyView {
   uint32_t cells_per_series = 0;
   uint32_t drop_cell = 0;
   uint64_t created_unix_ns = 0;
+  bool native = false;
+  int32_t native_schema = 0;
+  uint32_t native_window = 0;
+  double native_zero_threshold = 0;
+  uint32_t native_offset = 0;
+  uint32_t exemplar_offset = 0;  // 0: no exemplars
 };
 
 struct SeriesView {

@@ -1,0 +1,76 @@
+// Native (exponential, sparse) histograms inside a region: the bucket math and the block of cells
+// one writer keeps per series.
+//
+// Bucket i at schema s holds (2^((i-1)/2^s), 2^(i/2^s)] (and the mirror for negative values);
+// observations with |v| <= zero_threshold go to the zero bucket. Buckets of two histograms with
+// the same schema line up, and a bucket at schema s is exactly two buckets at s+1, so histograms
+// merge exactly: reduce to the lowest schema, add counts by index.
+//
+// A writer keeps, per sign, a window of `window` consecutive buckets. An observation outside the
+// window moves the window if the occupied span fits, otherwise reduces the schema (halving the
+// resolution) until it fits: the documented rule at the bound, as the native histogram spec
+// allows. The block (cells, 8 bytes each):
+//   [0] seq       seqlock: odd while the writer moves or reduces; readers retry
+//   [1] schema    schema + kSchemaBias; 0 = no observation yet
+//   [2] offsets   low 32 bits: first positive bucket index, high 32: first negative (int32)
+//   [3] zero      zero-bucket count (double)
+//   [4, 4+W)      positive bucket counts (double)
+//   [4+W, 4+2W)   negative bucket counts (double)
+// Counts and sums come from the family's classic part (its +Inf bucket and sum cells).
+#pragma once
+
+#include <cstdint>
+#include <map>
+
+#include "shmetrics/shm/layout.h"
+
+namespace shmetrics::shm::native {
+
+inline constexpr int32_t kMinSchema = -4;
+inline constexpr int32_t kMaxSchema = 8;
+inline constexpr uint64_t kSchemaBias = 16;
+inline constexpr uint32_t kHeaderCells = 4;
+inline constexpr uint32_t kMaxWindow = 240;  // a block must fit a page with the classic part
+inline constexpr double kDefaultZeroThreshold = 2.938735877055719e-39;  // 2^-128, as client_golang
+
+inline constexpr uint32_t BlockCells(uint32_t window) { return kHeaderCells + 2 * window; }
+
+// Bucket index of a > 0 at `schema`, exact at the boundaries (frexp, no log rounding).
+int32_t BucketKey(double a, int32_t schema) noexcept;
+// The index of bucket `key` after lowering the schema by `delta` >= 0.
+inline int32_t ReduceKey(int32_t key, int32_t delta) {
+  return delta <= 0 ? key : (key + (int32_t{1} << delta) - 1) >> delta;  // arithmetic shift
+}
+// Upper bound of bucket `key` at `schema` (for tests and quantile checks).
+double BucketUpperBound(int32_t key, int32_t schema) noexcept;
+
+// A decoded histogram: sparse buckets by index.
+struct Sparse {
+  int32_t schema = kMaxSchema;
+  double zero_count = 0;
+  std::map<int32_t, double> positive, negative;
+  bool empty() const { return zero_count == 0 && positive.empty() && negative.empty(); }
+  static Sparse At(int32_t schema) {
+    Sparse s;
+    s.schema = schema;
+    return s;
+  }
+};
+
+// Adds `from` into `into`, reducing `into` to the lower of the two schemas.
+void Merge(Sparse& into, const Sparse& from);
+// Lowers the schema of `h` by `delta`.
+void Reduce(Sparse& h, int32_t delta);
+
+// Reads a block that nobody writes concurrently (the accumulator, a dead writer's slot, or a
+// seqlock-validated copy). Returns false if the block is not a valid one (corrupt schema or
+// offsets); an untouched block decodes as empty with `schema` = family schema.
+bool Decode(const Cell* block, uint32_t window, int32_t family_schema, Sparse& out);
+// Reads a live writer's block under its seqlock; false if it stayed torn after many retries or is
+// invalid.
+bool DecodeLive(const Cell* block, uint32_t window, int32_t family_schema, Sparse& out);
+// Writes `h` into a block of `window` buckets per sign, lowering the schema until both signs fit
+// (never below kMinSchema, where any double range fits). Does not touch the seqlock.
+void Encode(Sparse h, Cell* block, uint32_t window);
+
+}  // namespace shmetrics::shm::native

@@ -1,0 +1,153 @@
+#include "shmetrics/shm/native_histogram.h"
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cmath>
+#include <thread>
+#include <vector>
+
+namespace shmetrics::shm::native {
+namespace {
+
+// bounds[s][i] = 2^(i / 2^s) / 2 for schema s in 1..8: the mantissa boundaries of one octave.
+struct Bounds {
+  Bounds() {
+    for (int s = 1; s <= kMaxSchema; ++s) {
+      const int n = 1 << s;
+      table[s].resize(n);
+      for (int i = 0; i < n; ++i) table[s][i] = std::exp2(static_cast<double>(i) / n) / 2;
+    }
+  }
+  std::vector<double> table[kMaxSchema + 1];
+};
+const Bounds& MantissaBounds() {
+  static const Bounds b;
+  return b;
+}
+
+double D(uint64_t bits) { return std::bit_cast<double>(bits); }
+uint64_t U(double v) { return std::bit_cast<uint64_t>(v); }
+
+void ReduceMap(std::map<int32_t, double>& m, int32_t delta) {
+  std::map<int32_t, double> out;
+  for (auto [k, v] : m) out[ReduceKey(k, delta)] += v;
+  m.swap(out);
+}
+
+// Span of occupied indices fits a window of w after lowering the schema by `delta`?
+bool Fits(const std::map<int32_t, double>& m, int32_t delta, uint32_t w) {
+  if (m.empty()) return true;
+  const int64_t lo = ReduceKey(m.begin()->first, delta);
+  const int64_t hi = ReduceKey(m.rbegin()->first, delta);
+  return hi - lo < static_cast<int64_t>(w);
+}
+
+}  // namespace
+
+int32_t BucketKey(double a, int32_t schema) noexcept {
+  int exp = 0;
+  const double frac = std::frexp(a, &exp);  // a = frac * 2^exp, frac in [0.5, 1)
+  if (schema > 0) {
+    const std::vector<double>& b = MantissaBounds().table[schema];
+    const auto i = std::lower_bound(b.begin(), b.end(), frac) - b.begin();
+    return static_cast<int32_t>(i + (exp - 1) * static_cast<int64_t>(b.size()));
+  }
+  int32_t key = exp;
+  if (frac == 0.5) --key;  // exact powers of two are the upper bound of the bucket below
+  const int32_t delta = -schema;
+  return ReduceKey(key, delta);
+}
+
+double BucketUpperBound(int32_t key, int32_t schema) noexcept {
+  return std::exp2(static_cast<double>(key) * std::exp2(-static_cast<double>(schema)));
+}
+
+void Reduce(Sparse& h, int32_t delta) {
+  if (delta <= 0) return;
+  ReduceMap(h.positive, delta);
+  ReduceMap(h.negative, delta);
+  h.schema -= delta;
+}
+
+void Merge(Sparse& into, const Sparse& from) {
+  const int32_t schema = std::min(into.schema, from.schema);
+  Reduce(into, into.schema - schema);
+  const int32_t delta = from.schema - schema;
+  for (auto [k, v] : from.positive) into.positive[ReduceKey(k, delta)] += v;
+  for (auto [k, v] : from.negative) into.negative[ReduceKey(k, delta)] += v;
+  into.zero_count += from.zero_count;
+}
+
+bool Decode(const Cell* block, uint32_t window, int32_t family_schema, Sparse& out) {
+  out = Sparse{};
+  out.schema = family_schema;
+  const uint64_t sc = block[1].load(std::memory_order_relaxed);
+  const double zero = D(block[3].load(std::memory_order_relaxed));
+  if (sc == 0) {
+    // No bucketed observation yet; a zero-bucket one needs no schema.
+    out.zero_count = zero;
+    return true;
+  }
+  const int64_t schema = static_cast<int64_t>(sc) - static_cast<int64_t>(kSchemaBias);
+  if (schema < kMinSchema || schema > kMaxSchema || schema > family_schema) return false;
+  out.schema = static_cast<int32_t>(schema);
+  out.zero_count = zero;
+  const uint64_t offs = block[2].load(std::memory_order_relaxed);
+  const int32_t pos = static_cast<int32_t>(static_cast<uint32_t>(offs));
+  const int32_t neg = static_cast<int32_t>(static_cast<uint32_t>(offs >> 32));
+  for (uint32_t i = 0; i < window; ++i) {
+    const double p = D(block[kHeaderCells + i].load(std::memory_order_relaxed));
+    const double n = D(block[kHeaderCells + window + i].load(std::memory_order_relaxed));
+    if (p != 0) out.positive[pos + static_cast<int32_t>(i)] += p;
+    if (n != 0) out.negative[neg + static_cast<int32_t>(i)] += n;
+  }
+  return std::isfinite(out.zero_count);
+}
+
+bool DecodeLive(const Cell* block, uint32_t window, int32_t family_schema, Sparse& out) {
+  for (int attempt = 0; attempt < 100000; ++attempt) {
+    const uint64_t s1 = block[0].load(std::memory_order_acquire);
+    if (s1 & 1) {
+      std::this_thread::yield();
+      continue;
+    }
+    const bool ok = Decode(block, window, family_schema, out);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (block[0].load(std::memory_order_relaxed) == s1) return ok;
+  }
+  return false;
+}
+
+void Encode(Sparse h, Cell* block, uint32_t window) {
+  int32_t delta = 0;
+  while (h.schema - delta > kMinSchema &&
+         !(Fits(h.positive, delta, window) && Fits(h.negative, delta, window))) {
+    ++delta;
+  }
+  Reduce(h, delta);
+  // Centre the occupied span in the window: room to grow both ways before the next move.
+  auto first = [window](const std::map<int32_t, double>& m) {
+    if (m.empty()) return 0;
+    const int64_t span = int64_t{m.rbegin()->first} - m.begin()->first + 1;
+    return static_cast<int32_t>(m.begin()->first - (static_cast<int64_t>(window) - span) / 2);
+  };
+  const int32_t pos = first(h.positive), neg = first(h.negative);
+  for (uint32_t i = 0; i < 2 * window; ++i) block[kHeaderCells + i].store(0, std::memory_order_relaxed);
+  for (auto [k, v] : h.positive) {
+    const int64_t i = int64_t{k} - pos;
+    if (i < window) block[kHeaderCells + i].store(U(v), std::memory_order_relaxed);
+  }
+  for (auto [k, v] : h.negative) {
+    const int64_t i = int64_t{k} - neg;
+    if (i < window) block[kHeaderCells + window + i].store(U(v), std::memory_order_relaxed);
+  }
+  block[2].store(uint64_t{static_cast<uint32_t>(pos)} | uint64_t{static_cast<uint32_t>(neg)} << 32,
+                 std::memory_order_relaxed);
+  block[3].store(U(h.zero_count), std::memory_order_relaxed);
+  const bool any = !h.positive.empty() || !h.negative.empty();
+  block[1].store(any ? static_cast<uint64_t>(h.schema + static_cast<int32_t>(kSchemaBias)) : 0,
+                 std::memory_order_relaxed);
+}
+
+}  // namespace shmetrics::shm::native
