@@ -6,6 +6,8 @@
 
 #include "exposition.h"
 #include "log.h"
+#include "openmetrics_format.h"
+#include "protobuf_format.h"
 
 namespace shmetrics::gateway {
 namespace {
@@ -130,6 +132,7 @@ Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
                                            options_.reader);
   registry_ = std::make_shared<prometheus::Registry>();
   self_ = std::make_unique<SelfMetrics>(*registry_);
+  endpoint_ = std::make_unique<MetricsEndpoint>(*registry_);
   const shm::Layout& l = reader_->region().layout();
   LogInfo("region \"" + options_.region + "\" " + (reader_->region().created() ? "created" : "attached") +
           ": " + std::to_string(l.region_bytes) + " bytes, " + std::to_string(l.max_slots) + " slots, " +
@@ -247,24 +250,35 @@ void Gateway::UpdateSelfMetricsLocked(const Snapshot& snap) {
   }
 }
 
-std::string Gateway::RenderMetrics() {
+std::string Gateway::RenderMetrics() { return Render(Format::kText); }
+
+std::string Gateway::Render(Format format) {
   const auto start = std::chrono::steady_clock::now();
   std::string body;
   std::lock_guard lock(mu_);
   reader_->Collect(snapshot_);
   body.reserve(reader_->series().size() * 64 + 4096);
-  AppendText(*reader_, snapshot_, body);
+  switch (format) {
+    case Format::kText: AppendText(*reader_, snapshot_, body); break;
+    case Format::kOpenMetrics: AppendOpenMetrics(*reader_, snapshot_, body); break;
+    case Format::kProtobuf: AppendProtobuf(*reader_, snapshot_, body); break;
+  }
   UpdateSelfMetricsLocked(snapshot_);
   self_->scrape_duration.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  AppendText(registry_->Collect(), body);
+  const std::vector<prometheus::MetricFamily> self = registry_->Collect();
+  switch (format) {
+    case Format::kText: AppendText(self, body); break;
+    case Format::kOpenMetrics:
+      AppendOpenMetrics(self, body);
+      AppendOpenMetricsEof(body);
+      break;
+    case Format::kProtobuf: AppendProtobuf(self, body); break;
+  }
   return body;
 }
 
-HttpResponse Gateway::HandleMetrics(const HttpRequestInfo&) {
-  HttpResponse r;
-  r.content_type = kTextContentType;
-  r.body = RenderMetrics();
-  return r;
+HttpResponse Gateway::HandleMetrics(const HttpRequestInfo& request) {
+  return endpoint_->Handle(request, [this](Format format) { return Render(format); });
 }
 
 HttpResponse Gateway::HandleHealth(const HttpRequestInfo&) {

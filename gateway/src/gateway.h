@@ -19,6 +19,8 @@
 #include <thread>
 
 #include "http_server.h"
+#include "metrics_endpoint.h"
+#include "negotiation.h"
 #include "region_reader.h"
 #include "shmetrics/shm/region.h"
 
@@ -45,6 +47,8 @@ class Gateway {
 
   // The /metrics body in text format 0.0.4: the region merged, then the self-metrics.
   std::string RenderMetrics();
+  // The same in any format (OpenMetrics ends with # EOF; protobuf is binary, delimited).
+  std::string Render(Format format);
   HttpResponse HandleMetrics(const HttpRequestInfo& request);
   HttpResponse HandleHealth(const HttpRequestInfo& request);
 
@@ -60,6 +64,7 @@ class Gateway {
   Snapshot snapshot_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<SelfMetrics> self_;
+  std::unique_ptr<MetricsEndpoint> endpoint_;  // negotiation, deadline, gzip for /metrics
   std::unique_ptr<HttpServer> server_;
   std::thread reaper_;
   std::mutex stop_mu_;

@@ -1,0 +1,187 @@
+#include "protobuf_format.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "metrics.pb.h"
+#include "openmetrics_format.h"
+
+namespace shmetrics::gateway {
+namespace {
+
+namespace pb = io::prometheus::client;
+
+// [uvarint length][message]: serialised straight into `out`, no intermediate buffer.
+void AppendDelimited(const pb::MetricFamily& family, std::string& out) {
+  size_t n = family.ByteSizeLong();
+  uint8_t prefix[10];
+  size_t len = 0;
+  do {
+    prefix[len] = static_cast<uint8_t>(n & 0x7f);
+    n >>= 7;
+    if (n != 0) prefix[len] |= 0x80;
+    ++len;
+  } while (n != 0);
+  out.append(reinterpret_cast<const char*>(prefix), len);
+  const size_t at = out.size();
+  out.resize(at + family.GetCachedSize());
+  family.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out.data() + at));
+}
+
+void SetTimestamp(google::protobuf::Timestamp* ts, uint64_t unix_ns) {
+  ts->set_seconds(static_cast<int64_t>(unix_ns / 1000000000u));
+  ts->set_nanos(static_cast<int32_t>(unix_ns % 1000000000u));
+}
+
+void AddLabel(pb::Metric* m, const std::string& name, const std::string& value) {
+  pb::LabelPair* l = m->add_label();
+  l->set_name(name);
+  l->set_value(value);
+}
+
+// Exactly representable as uint64 and never rounded on the way: the integer fields apply.
+bool IntegerCount(double v) { return v >= 0 && v < 9007199254740992.0 && v == std::trunc(v); }
+
+// A classic histogram from per-bucket (non-cumulative) counts, +Inf last.
+template <typename BucketCount>
+void FillHistogram(pb::Histogram* h, const std::vector<double>& bounds, BucketCount count_of, double sum) {
+  bool integer = true;
+  double total = 0;
+  for (size_t b = 0; b <= bounds.size(); ++b) {
+    total += count_of(b);
+    integer = integer && IntegerCount(total) && IntegerCount(count_of(b));
+  }
+  double cumulative = 0;
+  for (size_t b = 0; b < bounds.size(); ++b) {
+    cumulative += count_of(b);
+    pb::Bucket* bucket = h->add_bucket();
+    bucket->set_upper_bound(bounds[b]);
+    if (integer) bucket->set_cumulative_count(static_cast<uint64_t>(cumulative));
+    else bucket->set_cumulative_count_float(cumulative);
+  }
+  if (integer) h->set_sample_count(static_cast<uint64_t>(total));
+  else h->set_sample_count_float(total);
+  h->set_sample_sum(sum);
+}
+
+}  // namespace
+
+void AppendProtobuf(const RegionReader& reader, const Snapshot& snap, std::string& out) {
+  const auto& families = reader.families();
+  const auto& series = reader.series();
+  // One message reused for every family: Clear() keeps the sub-messages and strings it allocated,
+  // so after the first families encoding allocates almost nothing.
+  pb::MetricFamily mf;
+  for (uint32_t fi : reader.family_order()) {
+    const FamilyInfo& f = families[fi];
+    if (f.series.empty()) continue;
+    const shm::FamilyView& fv = f.view;
+    mf.Clear();
+    if (fv.type == shm::MetricType::kCounter) {
+      mf.set_name(fv.name + "_total");
+    } else {
+      mf.set_name(fv.name);
+    }
+    if (!fv.help.empty()) mf.set_help(fv.help);
+    if (om::UnitMatchesName(fv.name, fv.unit)) mf.set_unit(fv.unit);
+    switch (fv.type) {
+      case shm::MetricType::kCounter: mf.set_type(pb::COUNTER); break;
+      case shm::MetricType::kGauge: mf.set_type(pb::GAUGE); break;
+      case shm::MetricType::kHistogram: mf.set_type(pb::HISTOGRAM); break;
+    }
+    auto add_metric = [&](const SeriesInfo& s) {
+      pb::Metric* m = mf.add_metric();
+      for (size_t i = 0; i < fv.label_names.size() && i < s.view.label_values.size(); ++i) {
+        AddLabel(m, fv.label_names[i], s.view.label_values[i]);
+      }
+      return m;
+    };
+    for (uint32_t si : f.series) {
+      const SeriesInfo& s = series[si];
+      const uint32_t base = s.view.cell_base;
+      switch (fv.type) {
+        case shm::MetricType::kCounter: {
+          pb::Counter* c = add_metric(s)->mutable_counter();
+          c->set_value(snap.sums[base]);
+          if (s.view.created_unix_ns != 0) SetTimestamp(c->mutable_created_timestamp(), s.view.created_unix_ns);
+          break;
+        }
+        case shm::MetricType::kGauge:
+          if (shm::IsPerWorkerMode(fv.gauge_mode)) {
+            auto [lo, hi] = std::equal_range(
+                snap.worker_gauges.begin(), snap.worker_gauges.end(), WorkerGauge{si, {}, 0},
+                [](const WorkerGauge& a, const WorkerGauge& b) { return a.series < b.series; });
+            for (auto it = lo; it != hi; ++it) {
+              pb::Metric* m = add_metric(s);
+              AddLabel(m, "pid", it->pid);
+              m->mutable_gauge()->set_value(it->value);
+            }
+          } else if (snap.gauge[si]) {
+            add_metric(s)->mutable_gauge()->set_value(*snap.gauge[si]);
+          }
+          break;
+        case shm::MetricType::kHistogram: {
+          pb::Histogram* h = add_metric(s)->mutable_histogram();
+          FillHistogram(
+              h, fv.bounds, [&](size_t b) { return snap.sums[base + b]; }, snap.sums[base + fv.bounds.size() + 1]);
+          if (s.view.created_unix_ns != 0) SetTimestamp(h->mutable_created_timestamp(), s.view.created_unix_ns);
+          break;
+        }
+      }
+    }
+    if (mf.metric_size() > 0) AppendDelimited(mf, out);
+  }
+}
+
+void AppendProtobuf(const std::vector<prometheus::MetricFamily>& families, std::string& out) {
+  pb::MetricFamily mf;
+  for (const prometheus::MetricFamily& f : families) {
+    if (f.metric.empty()) continue;
+    mf.Clear();
+    mf.set_name(f.name);
+    if (!f.help.empty()) mf.set_help(f.help);
+    switch (f.type) {
+      case prometheus::MetricType::Counter: mf.set_type(pb::COUNTER); break;
+      case prometheus::MetricType::Gauge: mf.set_type(pb::GAUGE); break;
+      case prometheus::MetricType::Histogram: mf.set_type(pb::HISTOGRAM); break;
+      case prometheus::MetricType::Summary: mf.set_type(pb::SUMMARY); break;
+      default: mf.set_type(pb::UNTYPED); break;
+    }
+    for (const prometheus::ClientMetric& cm : f.metric) {
+      pb::Metric* m = mf.add_metric();
+      for (const auto& l : cm.label) AddLabel(m, l.name, l.value);
+      switch (f.type) {
+        case prometheus::MetricType::Counter: m->mutable_counter()->set_value(cm.counter.value); break;
+        case prometheus::MetricType::Gauge: m->mutable_gauge()->set_value(cm.gauge.value); break;
+        case prometheus::MetricType::Histogram: {
+          pb::Histogram* h = m->mutable_histogram();
+          for (const auto& b : cm.histogram.bucket) {
+            if (std::isinf(b.upper_bound) && b.upper_bound > 0) break;  // +Inf is sample_count
+            pb::Bucket* bucket = h->add_bucket();
+            bucket->set_upper_bound(b.upper_bound);
+            bucket->set_cumulative_count(b.cumulative_count);
+          }
+          h->set_sample_count(cm.histogram.sample_count);
+          h->set_sample_sum(cm.histogram.sample_sum);
+          break;
+        }
+        case prometheus::MetricType::Summary: {
+          pb::Summary* s = m->mutable_summary();
+          for (const auto& q : cm.summary.quantile) {
+            pb::Quantile* pq = s->add_quantile();
+            pq->set_quantile(q.quantile);
+            pq->set_value(q.value);
+          }
+          s->set_sample_count(cm.summary.sample_count);
+          s->set_sample_sum(cm.summary.sample_sum);
+          break;
+        }
+        default: m->mutable_untyped()->set_value(cm.untyped.value); break;
+      }
+      if (cm.timestamp_ms != 0) m->set_timestamp_ms(cm.timestamp_ms);
+    }
+    AppendDelimited(mf, out);
+  }
+}
+
+}  // namespace shmetrics::gateway
