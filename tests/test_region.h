@@ -12,11 +12,14 @@ namespace shmetrics::testing {
 
 inline std::string UniqueRegionName(const std::string& tag) {
   static std::atomic<int> counter{0};
-  return "shmetrics-test-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  return "shmetrics-test-" + tag + "-" + std::to_string(::getpid()) + "-" +
+         std::to_string(counter++);
 }
 
 struct ScopedRegionName {
-  explicit ScopedRegionName(const std::string& tag) : name(UniqueRegionName(tag)) { shm::Region::Remove(name); }
+  explicit ScopedRegionName(const std::string& tag) : name(UniqueRegionName(tag)) {
+    shm::Region::Remove(name);
+  }
   ~ScopedRegionName() { shm::Region::Remove(name); }
   std::string name;
 };

@@ -18,10 +18,12 @@ std::string Quote(std::string_view s) {
 }
 
 bool SameSpec(const shm::FamilySpec& a, const shm::FamilySpec& b) {
-  return a.type == b.type && a.help == b.help && a.unit == b.unit && a.label_names == b.label_names &&
-         a.bounds == b.bounds && a.gauge_mode == b.gauge_mode && a.native == b.native &&
-         (!a.native || (a.native_schema == b.native_schema && a.native_max_buckets == b.native_max_buckets &&
-                        a.native_zero_threshold == b.native_zero_threshold)) &&
+  return a.type == b.type && a.help == b.help && a.unit == b.unit &&
+         a.label_names == b.label_names && a.bounds == b.bounds && a.gauge_mode == b.gauge_mode &&
+         a.native == b.native &&
+         (!a.native ||
+          (a.native_schema == b.native_schema && a.native_max_buckets == b.native_max_buckets &&
+           a.native_zero_threshold == b.native_zero_threshold)) &&
          a.exemplars == b.exemplars;
 }
 
@@ -73,7 +75,8 @@ detail::FamilyCore* Client::RegisterFamily(shm::FamilySpec spec) {
     std::lock_guard lock(state.mu);
     fd = detail::LockFdLocked(state);
   }
-  if (fd < 0) throw RegionError("region \"" + region_->name() + "\": cannot open a lock descriptor");
+  if (fd < 0)
+    throw RegionError("region \"" + region_->name() + "\": cannot open a lock descriptor");
   shm::RegistryLock lock(*region_, fd, state.registry_mu);
   FamilyIndex& index = (*indexes)[region_id_];
   if (auto it = index.by_name.find(spec.name); it != index.by_name.end()) {
@@ -145,8 +148,8 @@ HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_
       problem = "longer than " + std::to_string(shm::kMaxLabelValueBytes) + " bytes";
     }
     if (!problem.empty()) {
-      throw RegistrationError("metric " + Quote(spec_.name) + ": label " + Quote(spec_.label_names[i]) +
-                              " value is " + problem);
+      throw RegistrationError("metric " + Quote(spec_.name) + ": label " +
+                              Quote(spec_.label_names[i]) + " value is " + problem);
     }
   }
   RegionState& state = StateOf(client_.region_id());
@@ -155,7 +158,8 @@ HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_
     std::lock_guard lock(state.mu);
     fd = LockFdLocked(state);
   }
-  if (fd < 0) throw RegionError("region \"" + client_.region().name() + "\": cannot open a lock descriptor");
+  if (fd < 0)
+    throw RegionError("region \"" + client_.region().name() + "\": cannot open a lock descriptor");
   shm::RegistryLock lock(client_.region(), fd, state.registry_mu);
 
   // Another thread may have created it while we waited.
@@ -182,12 +186,15 @@ HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_
   if (!registered_.ok) {
     d.dropped = true;  // the region had no room for the family: drops go to the header counter
   } else {
-    const shm::SeriesResult r = shm::RegistryWriter(client_.region()).FindOrAddSeries(registered_.index, values);
+    const shm::SeriesResult r =
+        shm::RegistryWriter(client_.region()).FindOrAddSeries(registered_.index, values);
     d.cell_base = r.cell_base;
     d.dropped = r.status != shm::SeriesStatus::kOk;
     // The family's drop cell counts its cap (reason series_limit); a full region counts in the
     // region header (reason region_full).
-    d.drop_cell = r.status == shm::SeriesStatus::kFamilyFull ? registered_.drop_cell + shm::kDropSeriesLimit : 0;
+    d.drop_cell = r.status == shm::SeriesStatus::kFamilyFull
+                      ? registered_.drop_cell + shm::kDropSeriesLimit
+                      : 0;
     d.invalid_cell = registered_.drop_cell + shm::kDropInvalidValue;
   }
 
@@ -197,7 +204,8 @@ HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_
     for (uint32_t i = 0; i <= t->mask; ++i) {
       if (Entry* e = t->slots[i].load(std::memory_order_relaxed)) {
         uint32_t j = static_cast<uint32_t>(e->hash) & bigger->mask;
-        while (bigger->slots[j].load(std::memory_order_relaxed) != nullptr) j = (j + 1) & bigger->mask;
+        while (bigger->slots[j].load(std::memory_order_relaxed) != nullptr)
+          j = (j + 1) & bigger->mask;
         bigger->slots[j].store(e, std::memory_order_relaxed);
         ++bigger->size;
       }
@@ -243,12 +251,15 @@ std::vector<double> ExponentialBuckets(double start, double factor, uint32_t cou
 }
 
 std::vector<double> LinearBuckets(double start, double width, uint32_t count) {
-  if (!(width > 0) || count == 0) throw RegistrationError("LinearBuckets needs width > 0, count > 0");
+  if (!(width > 0) || count == 0)
+    throw RegistrationError("LinearBuckets needs width > 0, count > 0");
   std::vector<double> b;
   for (uint32_t i = 0; i < count; ++i) b.push_back(start + width * i);
   return b;
 }
 
-std::vector<double> DefaultBuckets() { return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}; }
+std::vector<double> DefaultBuckets() {
+  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+}
 
 }  // namespace shmetrics

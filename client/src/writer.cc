@@ -58,7 +58,8 @@ OwnedWriter* ClaimSlotLocked(RegionState& state, bool primary) {
   for (uint32_t i = 0; i < region.layout().max_slots; ++i) {
     shm::SlotHeader* s = region.slot(i);
     // Our own slots are never kFree, so this never re-locks (and then unlocks) one of them.
-    if (s->state.load(std::memory_order_acquire) != static_cast<uint32_t>(shm::SlotState::kFree)) continue;
+    if (s->state.load(std::memory_order_acquire) != static_cast<uint32_t>(shm::SlotState::kFree))
+      continue;
     if (shm::TryLockByte(fd, shm::kSlotLockBase + i) != shm::LockResult::kAcquired) continue;
     if (s->state.load(std::memory_order_acquire) != static_cast<uint32_t>(shm::SlotState::kFree)) {
       shm::UnlockByte(fd, shm::kSlotLockBase + i);
@@ -204,7 +205,8 @@ shm::Cell* ThreadCellsSlow(uint32_t region, uint32_t cell_base) noexcept {
   OwnedWriter* w = tls_slots.owned[region];
   if (w == nullptr) {
     const uint64_t now = NowUnixNs();
-    if (now < tls_next_claim_ns[region]) return Sink(*state.region, &shm::RegionHeader::dropped_no_slot);
+    if (now < tls_next_claim_ns[region])
+      return Sink(*state.region, &shm::RegionHeader::dropped_no_slot);
     std::lock_guard lock(state.mu);
     // The process's first writing thread takes the primary slot; later threads get their own.
     if (EnsurePrimaryLocked(state) != nullptr && !state.primary_has_thread) {
@@ -248,7 +250,9 @@ void CountDrop(uint32_t region, uint32_t drop_cell) noexcept {
   if (c != g_sink) SingleWriterAdd(*c, 1.0);
 }
 
-int32_t NativeBucketKey(double a, int32_t schema) noexcept { return shm::native::BucketKey(a, schema); }
+int32_t NativeBucketKey(double a, int32_t schema) noexcept {
+  return shm::native::BucketKey(a, schema);
+}
 
 void NativeObserveSlow(shm::Cell* block, double v, const NativeParams& p) noexcept {
   // Seqlock: readers retry while the count is odd or has changed under them.

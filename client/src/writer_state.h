@@ -25,9 +25,9 @@ struct RegionState {
   std::mutex mu;
   // Guards registration in this process (the OFD registry lock does not exclude our own threads).
   std::mutex registry_mu;
-  int lock_fd = -1;                     // this process's own open file description; -1 after fork
-  OwnedWriter* primary = nullptr;       // the process slot (gauges; counters of its first thread)
-  bool primary_has_thread = false;      // a thread writes its counters into the primary slot
+  int lock_fd = -1;                 // this process's own open file description; -1 after fork
+  OwnedWriter* primary = nullptr;   // the process slot (gauges; counters of its first thread)
+  bool primary_has_thread = false;  // a thread writes its counters into the primary slot
 };
 
 RegionState& StateOf(uint32_t region);

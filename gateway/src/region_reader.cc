@@ -67,7 +67,8 @@ void RegionReader::LogCorrupt(const std::string& what) {
 void RegionReader::RefreshLocked() {
   const shm::RegionHeader& h = region_->header();
   const shm::Layout& l = region_->layout();
-  const uint32_t family_count = std::min(h.family_count.load(std::memory_order_acquire), l.max_families);
+  const uint32_t family_count =
+      std::min(h.family_count.load(std::memory_order_acquire), l.max_families);
   bool new_families = false;
   for (; families_seen_ < family_count; ++families_seen_) {
     shm::ReadProblem problem;
@@ -77,7 +78,8 @@ void RegionReader::RefreshLocked() {
       // skipped like any other invalid record.
       for (const FamilyInfo& other : families_) {
         if (other.view.name == f->name) {
-          problem.what = "family #" + std::to_string(families_seen_) + ": duplicate name " + f->name;
+          problem.what =
+              "family #" + std::to_string(families_seen_) + ": duplicate name " + f->name;
           f.reset();
           break;
         }
@@ -101,11 +103,13 @@ void RegionReader::RefreshLocked() {
   if (new_families) {
     family_order_.resize(families_.size());
     for (uint32_t i = 0; i < families_.size(); ++i) family_order_[i] = i;
-    std::sort(family_order_.begin(), family_order_.end(),
-              [&](uint32_t a, uint32_t b) { return families_[a].view.name < families_[b].view.name; });
+    std::sort(family_order_.begin(), family_order_.end(), [&](uint32_t a, uint32_t b) {
+      return families_[a].view.name < families_[b].view.name;
+    });
   }
 
-  const uint32_t series_count = std::min(h.series_count.load(std::memory_order_acquire), l.max_series);
+  const uint32_t series_count =
+      std::min(h.series_count.load(std::memory_order_acquire), l.max_series);
   for (; series_seen_ < series_count; ++series_seen_) {
     shm::ReadProblem problem;
     auto s = shm::ReadSeries(*region_, series_seen_, decoded_families_, &problem);
@@ -127,18 +131,31 @@ void RegionReader::RefreshLocked() {
     CellKind kind = CellKind::kSum;
     if (f.view.type == shm::MetricType::kGauge) {
       switch (f.view.gauge_mode) {
-        case shm::GaugeMode::kSum: kind = CellKind::kGaugeSum; break;
-        case shm::GaugeMode::kMax: kind = CellKind::kGaugeMax; break;
-        case shm::GaugeMode::kMin: kind = CellKind::kGaugeMin; break;
-        case shm::GaugeMode::kMostRecent: kind = CellKind::kGaugeMostRecent; break;
-        case shm::GaugeMode::kAll: kind = CellKind::kGaugeAll; break;
-        default: kind = CellKind::kGaugeLive; break;
+        case shm::GaugeMode::kSum:
+          kind = CellKind::kGaugeSum;
+          break;
+        case shm::GaugeMode::kMax:
+          kind = CellKind::kGaugeMax;
+          break;
+        case shm::GaugeMode::kMin:
+          kind = CellKind::kGaugeMin;
+          break;
+        case shm::GaugeMode::kMostRecent:
+          kind = CellKind::kGaugeMostRecent;
+          break;
+        case shm::GaugeMode::kAll:
+          kind = CellKind::kGaugeAll;
+          break;
+        default:
+          kind = CellKind::kGaugeLive;
+          break;
       }
     }
     for (uint32_t c = 0; c < k; ++c) kinds_[s->cell_base + c] = kind;
     if (kind == CellKind::kGaugeMostRecent) kinds_[s->cell_base + 1] = CellKind::kGaugeTimestamp;
     // Blocks run from the first of native/exemplar offsets to the end of the series.
-    const uint32_t first_block = f.view.native_offset ? f.view.native_offset : f.view.exemplar_offset;
+    const uint32_t first_block =
+        f.view.native_offset ? f.view.native_offset : f.view.exemplar_offset;
     if (first_block != 0) {
       for (uint32_t c = first_block; c < k; ++c) kinds_[s->cell_base + c] = CellKind::kBlock;
     }
@@ -239,7 +256,8 @@ uint32_t RegionReader::ReapLocked() {
   if (!PrepareBankLocked(inactive, active, dead)) {
     ++stats_.fold_failures;
     LogWarn("region \"" + region_->name() + "\": no free pages for the accumulator; " +
-            std::to_string(dead.size()) + " dead writers stay unfolded (still counted) until "
+            std::to_string(dead.size()) +
+            " dead writers stay unfolded (still counted) until "
             "pages are available; enlarge the region");
     for (uint32_t i : dead) release(i);
     return static_cast<uint32_t>(finished.size());
@@ -259,7 +277,8 @@ uint32_t RegionReader::ReapLocked() {
   for (uint32_t p = 0; p < l.pages_per_slot; ++p) {
     if (dst[p] == nullptr) continue;
     for (uint32_t c = 0; c < shm::kCellsPerPage; ++c) {
-      dst[p][c].store(src[p] ? src[p][c].load(std::memory_order_relaxed) : 0, std::memory_order_relaxed);
+      dst[p][c].store(src[p] ? src[p][c].load(std::memory_order_relaxed) : 0,
+                      std::memory_order_relaxed);
     }
   }
   uint32_t workers = 0;
@@ -280,17 +299,20 @@ uint32_t RegionReader::ReapLocked() {
   return static_cast<uint32_t>(dead.size() + finished.size());
 }
 
-bool RegionReader::PrepareBankLocked(uint32_t inactive, uint32_t active, const std::vector<uint32_t>& dead) {
+bool RegionReader::PrepareBankLocked(uint32_t inactive, uint32_t active,
+                                     const std::vector<uint32_t>& dead) {
   const shm::Layout& l = region_->layout();
   shm::RegionHeader& h = region_->header();
   shm::DirectoryEntry* dir = region_->directory(l.bank_slot(inactive));
   const shm::DirectoryEntry* active_dir = region_->directory(l.bank_slot(active));
   std::vector<bool> need(l.pages_per_slot, false);
   need[0] = true;  // system cells
-  for (uint32_t p = 0; p < l.pages_per_slot; ++p) need[p] = need[p] || active_dir[p].load() != shm::kNoPage;
+  for (uint32_t p = 0; p < l.pages_per_slot; ++p)
+    need[p] = need[p] || active_dir[p].load() != shm::kNoPage;
   for (uint32_t i : dead) {
     const shm::DirectoryEntry* d = region_->directory(i);
-    for (uint32_t p = 0; p < l.pages_per_slot; ++p) need[p] = need[p] || d[p].load() != shm::kNoPage;
+    for (uint32_t p = 0; p < l.pages_per_slot; ++p)
+      need[p] = need[p] || d[p].load() != shm::kNoPage;
   }
   for (uint32_t p = 0; p < l.pages_per_slot; ++p) {
     if (!need[p] || region_->page(dir[p].load(std::memory_order_acquire)) != nullptr) continue;
@@ -323,7 +345,8 @@ void RegionReader::FoldSlotLocked(uint32_t slot, uint32_t bank) {
           acc.store(AsBits(AsDouble(a) + AsDouble(v)), std::memory_order_relaxed);
           break;
         case CellKind::kGaugeSum:
-          acc.store(EncodeGauge((a ? DecodeGauge(a) : 0.0) + DecodeGauge(v)), std::memory_order_relaxed);
+          acc.store(EncodeGauge((a ? DecodeGauge(a) : 0.0) + DecodeGauge(v)),
+                    std::memory_order_relaxed);
           break;
         case CellKind::kGaugeMax:
           if (a == 0 || DecodeGauge(v) > DecodeGauge(a)) acc.store(v, std::memory_order_relaxed);
@@ -368,8 +391,10 @@ void RegionReader::FoldBlocksLocked(const std::vector<Cell*>& from, const std::v
     if (src == nullptr || dst == nullptr) continue;
     if (f.native) {
       shm::native::Sparse acc, dead;
-      const bool ok_acc = shm::native::Decode(dst + f.native_offset, f.native_window, f.native_schema, acc);
-      const bool ok_dead = shm::native::Decode(src + f.native_offset, f.native_window, f.native_schema, dead);
+      const bool ok_acc =
+          shm::native::Decode(dst + f.native_offset, f.native_window, f.native_schema, acc);
+      const bool ok_dead =
+          shm::native::Decode(src + f.native_offset, f.native_window, f.native_schema, dead);
       if (!ok_acc || !ok_dead) {
         ++stats_.corrupt_slots;
         LogCorrupt("series #" + std::to_string(s.view.index) + ": invalid native histogram block");
@@ -381,13 +406,15 @@ void RegionReader::FoldBlocksLocked(const std::vector<Cell*>& from, const std::v
       }
     }
     if (f.exemplar_offset != 0) {
-      const uint32_t blocks = f.type == shm::MetricType::kCounter ? 1 : static_cast<uint32_t>(f.bounds.size()) + 1;
+      const uint32_t blocks =
+          f.type == shm::MetricType::kCounter ? 1 : static_cast<uint32_t>(f.bounds.size()) + 1;
       for (uint32_t b = 0; b < blocks; ++b) {
         const Cell* e = src + f.exemplar_offset + b * shm::kExemplarCells;
         Cell* a = dst + f.exemplar_offset + b * shm::kExemplarCells;
         // Keep the most recent; a dead writer's block is quiescent, so no seqlock is needed.
         if (e[2].load(std::memory_order_relaxed) > a[2].load(std::memory_order_relaxed)) {
-          for (uint32_t c = 1; c < shm::kExemplarCells; ++c) a[c].store(e[c].load(std::memory_order_relaxed), std::memory_order_relaxed);
+          for (uint32_t c = 1; c < shm::kExemplarCells; ++c)
+            a[c].store(e[c].load(std::memory_order_relaxed), std::memory_order_relaxed);
         }
       }
     }
@@ -422,7 +449,8 @@ void RegionReader::MergeBlocksLocked(const std::vector<Cell*>& pages, bool live,
       }
     }
     if (f.exemplar_offset == 0) continue;
-    const uint32_t blocks = f.type == shm::MetricType::kCounter ? 1 : static_cast<uint32_t>(f.bounds.size()) + 1;
+    const uint32_t blocks =
+        f.type == shm::MetricType::kCounter ? 1 : static_cast<uint32_t>(f.bounds.size()) + 1;
     std::vector<ExemplarValue>& best = out.exemplars[si];
     best.resize(blocks);
     for (uint32_t b = 0; b < blocks; ++b) {
@@ -432,7 +460,8 @@ void RegionReader::MergeBlocksLocked(const std::vector<Cell*>& pages, bool live,
       for (int attempt = 0; attempt < 1000 && !stable; ++attempt) {
         const uint64_t s1 = e[0].load(std::memory_order_acquire);
         if (s1 & 1) continue;
-        for (uint32_t c = 1; c < shm::kExemplarCells; ++c) words[c] = e[c].load(std::memory_order_relaxed);
+        for (uint32_t c = 1; c < shm::kExemplarCells; ++c)
+          words[c] = e[c].load(std::memory_order_relaxed);
         std::atomic_thread_fence(std::memory_order_acquire);
         stable = !live || e[0].load(std::memory_order_relaxed) == s1;
       }
@@ -451,11 +480,15 @@ void RegionReader::MergeBlocksLocked(const std::vector<Cell*>& pages, bool live,
       for (size_t i = 0; valid && i < used;) {
         std::string parts[2];
         for (std::string& part : parts) {
-          if (i >= used || i + 1 + bytes[i] > used) { valid = false; break; }
+          if (i >= used || i + 1 + bytes[i] > used) {
+            valid = false;
+            break;
+          }
           part.assign(reinterpret_cast<const char*>(bytes + i + 1), bytes[i]);
           i += 1 + bytes[i];
         }
-        valid = valid && shm::LabelNameProblem(parts[0]).empty() && shm::Utf8Problem(parts[1]).empty();
+        valid =
+            valid && shm::LabelNameProblem(parts[0]).empty() && shm::Utf8Problem(parts[1]).empty();
         if (valid) labels.emplace_back(std::move(parts[0]), std::move(parts[1]));
       }
       if (!valid) {
@@ -510,8 +543,10 @@ void RegionReader::MergeLocked(Snapshot& out) {
   ResolvePages(l.bank_slot(active), pages);
   add_pages(pages, nullptr);
   MergeBlocksLocked(pages, false, out);
-  out.folded_writers = static_cast<uint64_t>(out.sums.size() > shm::kCellFoldedWriters ? out.sums[shm::kCellFoldedWriters] : 0);
-  out.folded_workers = static_cast<uint64_t>(out.sums.size() > shm::kCellFoldedWorkers ? out.sums[shm::kCellFoldedWorkers] : 0);
+  out.folded_writers = static_cast<uint64_t>(
+      out.sums.size() > shm::kCellFoldedWriters ? out.sums[shm::kCellFoldedWriters] : 0);
+  out.folded_workers = static_cast<uint64_t>(
+      out.sums.size() > shm::kCellFoldedWorkers ? out.sums[shm::kCellFoldedWorkers] : 0);
 
   struct GaugeAcc {
     bool has = false;
@@ -530,7 +565,8 @@ void RegionReader::MergeLocked(Snapshot& out) {
     Cell* c = CellPtr(pages, base);
     const uint64_t e = c ? c->load(std::memory_order_relaxed) : 0;
     if (e == 0) continue;
-    gauges[s] = {true, DecodeGauge(e), kind == CellKind::kGaugeMostRecent ? c[1].load(std::memory_order_relaxed) : 0};
+    gauges[s] = {true, DecodeGauge(e),
+                 kind == CellKind::kGaugeMostRecent ? c[1].load(std::memory_order_relaxed) : 0};
   }
 
   out.live_workers = out.live_writers = 0;
@@ -539,7 +575,9 @@ void RegionReader::MergeLocked(Snapshot& out) {
   for (uint32_t i = 0; i < l.max_slots; ++i) {
     const shm::SlotHeader& slot = *region_->slot(i);
     const uint32_t st = State(slot);
-    if (st != static_cast<uint32_t>(SlotState::kActive) && st != static_cast<uint32_t>(SlotState::kReleased)) continue;
+    if (st != static_cast<uint32_t>(SlotState::kActive) &&
+        st != static_cast<uint32_t>(SlotState::kReleased))
+      continue;
     ++out.live_writers;
     ResolvePages(i, pages);
     out.writer_cells_touched += add_pages(pages, &out.writer_pages);
@@ -547,7 +585,8 @@ void RegionReader::MergeLocked(Snapshot& out) {
     if (slot.primary_slot != i) continue;  // gauges live in the process's primary slot only
     ++out.live_workers;
     std::string pid = std::to_string(slot.pid);
-    if (pid_uses[pid]++ > 0) pid.append("-").append(std::to_string(i));  // same pid in two pid namespaces
+    if (pid_uses[pid]++ > 0)
+      pid.append("-").append(std::to_string(i));  // same pid in two pid namespaces
     for (uint32_t s : gauge_series_) {
       const uint32_t base = series_[s].view.cell_base;
       const Cell* c = CellPtr(pages, base);
@@ -590,8 +629,9 @@ void RegionReader::MergeLocked(Snapshot& out) {
   const auto now = std::chrono::steady_clock::now();
   std::erase_if(retained_, [&](const Retained& r) { return r.expires <= now; });
   for (const Retained& r : retained_) {
-    const bool shadowed = std::any_of(out.worker_gauges.begin(), out.worker_gauges.end(),
-                                      [&](const WorkerGauge& w) { return w.series == r.series && w.pid == r.pid; });
+    const bool shadowed =
+        std::any_of(out.worker_gauges.begin(), out.worker_gauges.end(),
+                    [&](const WorkerGauge& w) { return w.series == r.series && w.pid == r.pid; });
     if (!shadowed) out.worker_gauges.push_back({r.series, r.pid, r.value});
   }
   std::stable_sort(out.worker_gauges.begin(), out.worker_gauges.end(),

@@ -74,8 +74,8 @@ struct Snapshot {
   std::vector<std::optional<shm::native::Sparse>> native;
   // Per series of families with exemplars: one per counter, or per classic bucket (+Inf last).
   std::vector<std::vector<ExemplarValue>> exemplars;
-  uint64_t live_workers = 0;   // processes with a live primary slot
-  uint64_t live_writers = 0;   // live slots
+  uint64_t live_workers = 0;  // processes with a live primary slot
+  uint64_t live_writers = 0;  // live slots
   uint64_t folded_workers = 0;
   uint64_t folded_writers = 0;
   uint64_t pages_used = 0;
@@ -92,12 +92,13 @@ struct ReaderStats {
   uint64_t corrupt_records = 0;  // registry records skipped as invalid
   uint64_t corrupt_slots = 0;    // slot headers or directories skipped as invalid
   uint64_t fold_rounds = 0;
-  uint64_t fold_failures = 0;    // rounds abandoned (no room for accumulator pages)
-  uint64_t torn_reads = 0;       // native or exemplar blocks still torn after many retries: skipped
+  uint64_t fold_failures = 0;  // rounds abandoned (no room for accumulator pages)
+  uint64_t torn_reads = 0;     // native or exemplar blocks still torn after many retries: skipped
 };
 
 struct ReaderOptions {
-  std::chrono::seconds dead_gauge_retention{300};  // mode `all`: how long a dead worker's value shows
+  std::chrono::seconds dead_gauge_retention{
+      300};  // mode `all`: how long a dead worker's value shows
 };
 
 class RegionReader {
@@ -122,8 +123,15 @@ class RegionReader {
 
  private:
   enum class CellKind : uint8_t {
-    kUnknown, kSum, kGaugeSum, kGaugeMax, kGaugeMin, kGaugeMostRecent, kGaugeTimestamp,
-    kGaugeLive, kGaugeAll,
+    kUnknown,
+    kSum,
+    kGaugeSum,
+    kGaugeMax,
+    kGaugeMin,
+    kGaugeMostRecent,
+    kGaugeTimestamp,
+    kGaugeLive,
+    kGaugeAll,
     kBlock,  // native histogram or exemplar block: folded and merged per series, not per cell
   };
   struct Retained {
@@ -158,9 +166,9 @@ class RegionReader {
   std::vector<SeriesInfo> series_;
   std::vector<uint32_t> family_order_;
   uint32_t families_seen_ = 0, series_seen_ = 0;
-  std::vector<CellKind> kinds_;  // per cell
-  std::vector<uint32_t> gauge_series_;  // indices into series_ of gauge series
-  std::vector<uint32_t> block_series_;  // series with a native block or exemplars
+  std::vector<CellKind> kinds_;                   // per cell
+  std::vector<uint32_t> gauge_series_;            // indices into series_ of gauge series
+  std::vector<uint32_t> block_series_;            // series with a native block or exemplars
   std::map<uint32_t, uint32_t> all_mode_series_;  // cell_base -> series, mode `all`
   std::vector<Retained> retained_;
   ReaderStats stats_;

@@ -133,7 +133,8 @@ void Encode(Sparse h, Cell* block, uint32_t window) {
     return static_cast<int32_t>(m.begin()->first - (static_cast<int64_t>(window) - span) / 2);
   };
   const int32_t pos = first(h.positive), neg = first(h.negative);
-  for (uint32_t i = 0; i < 2 * window; ++i) block[kHeaderCells + i].store(0, std::memory_order_relaxed);
+  for (uint32_t i = 0; i < 2 * window; ++i)
+    block[kHeaderCells + i].store(0, std::memory_order_relaxed);
   for (auto [k, v] : h.positive) {
     const int64_t i = int64_t{k} - pos;
     if (i < window) block[kHeaderCells + i].store(U(v), std::memory_order_relaxed);

@@ -58,9 +58,7 @@ uint64_t FileSize(int fd) {
 }  // namespace
 
 Layout ComputeLayout(const RegionOptions& o) {
-  auto fail = [&](const std::string& what) {
-    throw RegionError("region options: " + what);
-  };
+  auto fail = [&](const std::string& what) { throw RegionError("region options: " + what); };
   if (o.max_families < 1 || o.max_families > (1u << 20)) fail("max_families must be 1..1048576");
   if (o.max_series < 1 || o.max_series > (1u << 26)) fail("max_series must be 1..67108864");
   if (o.max_slots < 1 || o.max_slots > 65536) fail("max_slots must be 1..65536");
@@ -69,7 +67,8 @@ Layout ComputeLayout(const RegionOptions& o) {
     fail("max_cells must be a multiple of " + std::to_string(kCellsPerPage) + " in [" +
          std::to_string(2 * kCellsPerPage) + ", 2^30]");
   }
-  if (o.string_bytes < 4096 || o.string_bytes > (1u << 30)) fail("string_bytes must be 4 KiB..1 GiB");
+  if (o.string_bytes < 4096 || o.string_bytes > (1u << 30))
+    fail("string_bytes must be 4 KiB..1 GiB");
   if (o.size_bytes > kMaxRegionBytes) fail("size_bytes is larger than 1 TiB");
 
   Layout l;
@@ -102,9 +101,9 @@ Layout ComputeLayout(const RegionOptions& o) {
   const uint64_t min_pages = 1 + 2 + 4;
   const uint64_t need = l.pages_offset + min_pages * kPageBytes;
   if (o.size_bytes < need) {
-    fail("size_bytes " + std::to_string(o.size_bytes) + " is too small for these capacities: need " +
-         "at least " + std::to_string(need) + " bytes (raise size_bytes or lower max_series, " +
-         "max_slots, max_cells, string_bytes)");
+    fail("size_bytes " + std::to_string(o.size_bytes) +
+         " is too small for these capacities: need " + "at least " + std::to_string(need) +
+         " bytes (raise size_bytes or lower max_series, " + "max_slots, max_cells, string_bytes)");
   }
   const uint64_t pages = (o.size_bytes - l.pages_offset) / kPageBytes;
   l.page_count = static_cast<uint32_t>(std::min<uint64_t>(pages, 0xffffffffu));
@@ -228,9 +227,11 @@ std::unique_ptr<Region> Region::Map(const std::string& name, std::unique_ptr<Han
     const auto deadline = std::chrono::steady_clock::now() + kCreatorWait;
     while ((bytes = FileSize(fd)) < sizeof(RegionHeader)) {
       if (std::chrono::steady_clock::now() > deadline) {
-        return fail("exists but was never sized (its creator died?); remove it with "
-                    "shmetrics-gateway --region " + name + " --reset",
-                    0);
+        return fail(
+            "exists but was never sized (its creator died?); remove it with "
+            "shmetrics-gateway --region " +
+                name + " --reset",
+            0);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
@@ -289,7 +290,8 @@ std::unique_ptr<Region> Region::Map(const std::string& name, std::unique_ptr<Han
         const bool magic_ok = h.magic == kMagic;
         throw RegionError(who + (magic_ok ? "was never finished by its creator (it died while "
                                             "initialising); remove it with shmetrics-gateway "
-                                            "--region " + name + " --reset"
+                                            "--region " +
+                                                name + " --reset"
                                           : "is not a shmetrics region (bad magic); remove it or "
                                             "use another name"));
       }

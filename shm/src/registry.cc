@@ -52,49 +52,51 @@ SeriesLayout SeriesLayoutOf(const FamilySpec& spec) {
   uint8_t flags = 0;
   if (spec.native) flags |= kFamilyNative;
   if (spec.exemplars) flags |= kFamilyExemplars;
-  return ComputeSeriesLayout(spec.type, spec.gauge_mode, static_cast<uint32_t>(spec.bounds.size()), flags,
-                             spec.native ? spec.native_max_buckets / 2 : 0);
+  return ComputeSeriesLayout(spec.type, spec.gauge_mode, static_cast<uint32_t>(spec.bounds.size()),
+                             flags, spec.native ? spec.native_max_buckets / 2 : 0);
 }
 
-std::string MetricNameProblem(std::string_view name) {
+namespace {
+// Metric and label names differ only in ':' (allowed in metric names, for recording rules).
+std::string NameProblem(std::string_view name, bool colon_allowed, const char* grammar) {
   if (name.empty()) return "is empty";
-  if (name.size() > kMaxNameBytes) return "is longer than " + std::to_string(kMaxNameBytes) + " bytes";
-  if (name.substr(0, 2) == "__") return "starts with \"__\", which Prometheus reserves";
-  for (size_t i = 0; i < name.size(); ++i) {
-    const char c = name[i];
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
-                    (i > 0 && c >= '0' && c <= '9');
-    if (!ok) {
-      return "has '" + std::string(1, c) + "' at position " + std::to_string(i) +
-             " (metric names match [a-zA-Z_:][a-zA-Z0-9_:]*)";
-    }
+  if (name.size() > kMaxNameBytes) {
+    return "is longer than " + std::to_string(kMaxNameBytes) + " bytes";
   }
-  return {};
-}
-
-std::string LabelNameProblem(std::string_view name) {
-  if (name.empty()) return "is empty";
-  if (name.size() > kMaxNameBytes) return "is longer than " + std::to_string(kMaxNameBytes) + " bytes";
   if (name.substr(0, 2) == "__") return "starts with \"__\", which Prometheus reserves";
   for (size_t i = 0; i < name.size(); ++i) {
     const char c = name[i];
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-                    (i > 0 && c >= '0' && c <= '9');
+                    (colon_allowed && c == ':') || (i > 0 && c >= '0' && c <= '9');
     if (!ok) {
-      return "has '" + std::string(1, c) + "' at position " + std::to_string(i) +
-             " (label names match [a-zA-Z_][a-zA-Z0-9_]*)";
+      return "has '" + std::string(1, c) + "' at position " + std::to_string(i) + " (" + grammar +
+             ")";
     }
   }
   return {};
+}
+}  // namespace
+
+std::string MetricNameProblem(std::string_view name) {
+  return NameProblem(name, true, "metric names match [a-zA-Z_:][a-zA-Z0-9_:]*");
+}
+
+std::string LabelNameProblem(std::string_view name) {
+  return NameProblem(name, false, "label names match [a-zA-Z_][a-zA-Z0-9_]*");
 }
 
 std::string Utf8Problem(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
-    const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    const size_t n = c < 0x80           ? 1
+                     : (c >> 5) == 0x6  ? 2
+                     : (c >> 4) == 0xe  ? 3
+                     : (c >> 3) == 0x1e ? 4
+                                        : 0;
     if (n == 0 || i + n > s.size()) return "invalid UTF-8 at byte " + std::to_string(i);
     for (size_t k = 1; k < n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return "invalid UTF-8 at byte " + std::to_string(i);
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2)
+        return "invalid UTF-8 at byte " + std::to_string(i);
     }
     i += n;
   }
@@ -111,7 +113,8 @@ FamilySpec NormaliseFamilySpec(FamilySpec spec) {
   }
   if (spec.type == MetricType::kCounter && EndsWith(spec.name, "_total")) {
     spec.name.resize(spec.name.size() - 6);  // text formats add it back; OpenMetrics wants it off
-    if (auto p = MetricNameProblem(spec.name); !p.empty()) fail("invalid name without _total: " + p);
+    if (auto p = MetricNameProblem(spec.name); !p.empty())
+      fail("invalid name without _total: " + p);
   }
   // Names the exposition derives from this family must not look like another family's samples.
   for (std::string_view suffix : {"_bucket", "_count", "_sum", "_created"}) {
@@ -120,7 +123,8 @@ FamilySpec NormaliseFamilySpec(FamilySpec spec) {
            "metric; rename it");
     }
   }
-  if (spec.help.size() > kMaxHelpBytes) fail("help is longer than " + std::to_string(kMaxHelpBytes) + " bytes");
+  if (spec.help.size() > kMaxHelpBytes)
+    fail("help is longer than " + std::to_string(kMaxHelpBytes) + " bytes");
   if (!spec.unit.empty()) {
     if (auto p = LabelNameProblem(spec.unit); !p.empty()) fail("invalid unit: it " + p);
     if (!EndsWith(spec.name, "_" + spec.unit)) {
@@ -134,8 +138,10 @@ FamilySpec NormaliseFamilySpec(FamilySpec spec) {
   }
   for (size_t i = 0; i < spec.label_names.size(); ++i) {
     const std::string& l = spec.label_names[i];
-    if (auto p = LabelNameProblem(l); !p.empty()) fail("invalid label name " + Quote(l) + ": it " + p);
-    if (spec.type == MetricType::kHistogram && l == "le") fail("label \"le\" is reserved for histogram buckets");
+    if (auto p = LabelNameProblem(l); !p.empty())
+      fail("invalid label name " + Quote(l) + ": it " + p);
+    if (spec.type == MetricType::kHistogram && l == "le")
+      fail("label \"le\" is reserved for histogram buckets");
     if (l == "quantile") fail("label \"quantile\" is reserved for summaries");
     if (spec.type == MetricType::kGauge && IsPerWorkerMode(spec.gauge_mode) && l == "pid") {
       fail("label \"pid\" is added by the gateway in per-worker gauge modes");
@@ -151,7 +157,8 @@ FamilySpec NormaliseFamilySpec(FamilySpec spec) {
     }
     for (size_t i = 0; i < spec.bounds.size(); ++i) {
       if (!std::isfinite(spec.bounds[i])) fail("bucket bounds must be finite (+Inf is implicit)");
-      if (i > 0 && !(spec.bounds[i] > spec.bounds[i - 1])) fail("bucket bounds must be strictly increasing");
+      if (i > 0 && !(spec.bounds[i] > spec.bounds[i - 1]))
+        fail("bucket bounds must be strictly increasing");
     }
   } else if (!spec.bounds.empty()) {
     fail("only histograms have buckets");
@@ -172,7 +179,8 @@ FamilySpec NormaliseFamilySpec(FamilySpec spec) {
   const SeriesLayout layout = SeriesLayoutOf(spec);
   if (layout.cells > kCellsPerPage) {
     fail("one series would need " + std::to_string(layout.cells) + " cells, at most " +
-         std::to_string(kCellsPerPage) + ": use fewer buckets" + (spec.exemplars ? " or no exemplars" : ""));
+         std::to_string(kCellsPerPage) + ": use fewer buckets" +
+         (spec.exemplars ? " or no exemplars" : ""));
   }
   if (spec.type != MetricType::kGauge) spec.gauge_mode = GaugeMode::kLiveSum;
   if (static_cast<uint8_t>(spec.gauge_mode) < 1 || static_cast<uint8_t>(spec.gauge_mode) > 10) {
@@ -224,7 +232,8 @@ std::optional<uint32_t> RegistryWriter::AllocBytes(uint32_t bytes) {
 }
 
 void RegistryWriter::CopyToArena(uint32_t offset, const void* data, size_t bytes) {
-  if (bytes > 0) std::memcpy(region_.mutable_arena(offset, static_cast<uint32_t>(bytes)), data, bytes);
+  if (bytes > 0)
+    std::memcpy(region_.mutable_arena(offset, static_cast<uint32_t>(bytes)), data, bytes);
 }
 
 std::optional<uint32_t> RegistryWriter::AllocString(std::string_view s) {
@@ -237,12 +246,15 @@ bool RegistryWriter::SameDefinition(const FamilyRecord& f, const FamilySpec& spe
   if (f.type != spec.type || f.gauge_mode != spec.gauge_mode) return false;
   const bool native = (f.flags & kFamilyNative) != 0;
   if (native != spec.native || ((f.flags & kFamilyExemplars) != 0) != spec.exemplars) return false;
-  if (native && (f.native_schema != spec.native_schema || f.native_window != spec.native_max_buckets / 2 ||
-                 f.native_zero_threshold != spec.native_zero_threshold)) {
+  if (native &&
+      (f.native_schema != spec.native_schema || f.native_window != spec.native_max_buckets / 2 ||
+       f.native_zero_threshold != spec.native_zero_threshold)) {
     return false;
   }
-  if (ArenaString(region_, f.help) != spec.help || ArenaString(region_, f.unit) != spec.unit) return false;
-  if (f.label_count != spec.label_names.size() || f.bucket_count != spec.bounds.size()) return false;
+  if (ArenaString(region_, f.help) != spec.help || ArenaString(region_, f.unit) != spec.unit)
+    return false;
+  if (f.label_count != spec.label_names.size() || f.bucket_count != spec.bounds.size())
+    return false;
   const StringRef* labels = ArenaRefs(region_, f.labels_offset, f.label_count);
   if (f.label_count > 0 && labels == nullptr) return false;
   for (uint32_t i = 0; i < f.label_count; ++i) {
@@ -276,7 +288,8 @@ std::string Describe(const Region& region, const FamilyRecord& f) {
 
 FamilyResult RegistryWriter::FindOrAddFamily(const FamilySpec& spec) {
   RegionHeader& h = region_.header();
-  const uint32_t count = std::min(h.family_count.load(std::memory_order_acquire), region_.layout().max_families);
+  const uint32_t count =
+      std::min(h.family_count.load(std::memory_order_acquire), region_.layout().max_families);
   for (uint32_t i = 0; i < count; ++i) {
     const FamilyRecord& f = *region_.family(i);
     if (ArenaString(region_, f.name) != spec.name) continue;
@@ -333,7 +346,8 @@ FamilyResult RegistryWriter::FindOrAddFamily(const FamilySpec& spec) {
   f.type = spec.type;
   f.gauge_mode = spec.gauge_mode;
   f.label_count = static_cast<uint8_t>(spec.label_names.size());
-  f.flags = static_cast<uint8_t>((spec.native ? kFamilyNative : 0) | (spec.exemplars ? kFamilyExemplars : 0));
+  f.flags = static_cast<uint8_t>((spec.native ? kFamilyNative : 0) |
+                                 (spec.exemplars ? kFamilyExemplars : 0));
   f.native_schema = spec.native ? spec.native_schema : 0;
   f.native_window = spec.native ? spec.native_max_buckets / 2 : 0;
   f.native_zero_threshold = spec.native ? spec.native_zero_threshold : 0;
@@ -351,29 +365,34 @@ std::optional<SeriesResult> RegistryWriter::FindSeries(uint32_t family,
   const uint32_t mask = region_.layout().hash_buckets - 1;
   const uint32_t published = region_.header().series_count.load(std::memory_order_acquire);
   for (uint32_t probe = 0; probe <= mask; ++probe) {
-    const uint32_t entry = region_.hash_bucket((hash + probe) & mask)->load(std::memory_order_acquire);
+    const uint32_t entry =
+        region_.hash_bucket((hash + probe) & mask)->load(std::memory_order_acquire);
     if (entry == 0) return std::nullopt;
     const uint32_t index = entry - 1;
     if (index >= published) continue;  // not ours to trust yet
     const SeriesRecord& s = *region_.series(index);
     if (s.hash != hash || s.family != family) continue;
-    const StringRef* refs = ArenaRefs(region_, s.values_offset, static_cast<uint32_t>(values.size()));
+    const StringRef* refs =
+        ArenaRefs(region_, s.values_offset, static_cast<uint32_t>(values.size()));
     if (!values.empty() && refs == nullptr) continue;
     bool same = true;
-    for (size_t i = 0; same && i < values.size(); ++i) same = ArenaString(region_, refs[i]) == values[i];
+    for (size_t i = 0; same && i < values.size(); ++i)
+      same = ArenaString(region_, refs[i]) == values[i];
     if (same) return SeriesResult{SeriesStatus::kOk, index, s.cell_base};
   }
   return std::nullopt;
 }
 
-SeriesResult RegistryWriter::FindOrAddSeries(uint32_t family, std::span<const std::string_view> values) {
+SeriesResult RegistryWriter::FindOrAddSeries(uint32_t family,
+                                             std::span<const std::string_view> values) {
   const uint32_t hash = HashSeries(family, values);
   if (auto found = FindSeries(family, values, hash)) return *found;
 
   RegionHeader& h = region_.header();
   FamilyRecord* f = region_.family(family);
   if (f == nullptr) return {SeriesStatus::kRegionFull};
-  if (f->series_count.load(std::memory_order_relaxed) >= f->max_series) return {SeriesStatus::kFamilyFull};
+  if (f->series_count.load(std::memory_order_relaxed) >= f->max_series)
+    return {SeriesStatus::kFamilyFull};
   auto no_room = [&]() {
     h.registration_errors.fetch_add(1, std::memory_order_relaxed);
     return SeriesResult{SeriesStatus::kRegionFull};
@@ -412,7 +431,8 @@ SeriesResult RegistryWriter::FindOrAddSeries(uint32_t family, std::span<const st
   s.hash = hash;
   s.created_unix_ns = NowUnixNs();
   h.cells_used.store(base + k, std::memory_order_release);
-  f->series_count.store(f->series_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  f->series_count.store(f->series_count.load(std::memory_order_relaxed) + 1,
+                        std::memory_order_relaxed);
   h.series_count.store(index + 1, std::memory_order_release);  // publish the record...
   bucket->store(index + 1, std::memory_order_release);         // ...then make it findable
   return {SeriesStatus::kOk, index, base};
@@ -452,7 +472,8 @@ std::optional<FamilyView> ReadFamily(const Region& region, uint32_t index, ReadP
     const char* p = region.arena(ref.offset, ref.length);
     if (p == nullptr) return bad("label name outside the arena");
     v.label_names.emplace_back(p, ref.length);
-    if (auto lp = LabelNameProblem(v.label_names.back()); !lp.empty()) return bad("label name " + lp);
+    if (auto lp = LabelNameProblem(v.label_names.back()); !lp.empty())
+      return bad("label name " + lp);
   }
   const char* b = region.arena(r.bounds_offset, r.bucket_count * sizeof(double));
   if (r.bucket_count > 0 && b == nullptr) return bad("bounds outside the arena");
@@ -471,9 +492,10 @@ std::optional<FamilyView> ReadFamily(const Region& region, uint32_t index, ReadP
                  r.native_zero_threshold < 0)) {
     return bad("invalid native histogram parameters");
   }
-  if ((r.flags & kFamilyExemplars) && r.type == MetricType::kGauge) return bad("exemplars on a gauge");
-  const SeriesLayout layout =
-      ComputeSeriesLayout(r.type, r.gauge_mode, r.bucket_count, r.flags, native ? r.native_window : 0);
+  if ((r.flags & kFamilyExemplars) && r.type == MetricType::kGauge)
+    return bad("exemplars on a gauge");
+  const SeriesLayout layout = ComputeSeriesLayout(r.type, r.gauge_mode, r.bucket_count, r.flags,
+                                                  native ? r.native_window : 0);
   if (r.cells_per_series != layout.cells || layout.cells > kCellsPerPage ||
       r.native_offset != layout.native_offset || r.exemplar_offset != layout.exemplar_offset) {
     return bad("cell layout mismatch");
@@ -484,7 +506,8 @@ std::optional<FamilyView> ReadFamily(const Region& region, uint32_t index, ReadP
   v.native_zero_threshold = r.native_zero_threshold;
   v.native_offset = layout.native_offset;
   v.exemplar_offset = layout.exemplar_offset;
-  if (r.drop_cell < kSystemCells || uint64_t{r.drop_cell} + kFamilyDropCells > region.layout().max_cells ||
+  if (r.drop_cell < kSystemCells ||
+      uint64_t{r.drop_cell} + kFamilyDropCells > region.layout().max_cells ||
       r.drop_cell % kCellsPerPage + kFamilyDropCells > kCellsPerPage) {
     return bad("drop cells out of range");
   }
@@ -507,7 +530,8 @@ std::optional<SeriesView> ReadSeries(const Region& region, uint32_t index,
   std::memcpy(static_cast<void*>(&r), s, sizeof r);
   if (r.family >= families.size() || !families[r.family]) return bad("unknown or invalid family");
   const FamilyView& f = *families[r.family];
-  if (r.cell_base < kSystemCells || uint64_t{r.cell_base} + f.cells_per_series > region.layout().max_cells ||
+  if (r.cell_base < kSystemCells ||
+      uint64_t{r.cell_base} + f.cells_per_series > region.layout().max_cells ||
       r.cell_base % kCellsPerPage + f.cells_per_series > kCellsPerPage) {
     return bad("cell range out of bounds");
   }

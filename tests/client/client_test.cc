@@ -1,7 +1,5 @@
 // Client API: registration errors, drops, threads, fork. Values are read back through the
 // gateway's RegionReader in the same process (its lock descriptor is separate from ours).
-#include "shmetrics/shmetrics.h"
-
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,6 +7,7 @@
 #include <thread>
 
 #include "region_reader.h"
+#include "shmetrics/shmetrics.h"
 #include "test_region.h"
 
 namespace shmetrics {
@@ -25,7 +24,8 @@ struct Reader {
     for (const auto& f : reader.families()) {
       if (f.view.name != family) continue;
       for (uint32_t s : f.series) {
-        if (reader.series()[s].view.label_values == labels) return snap.sums[reader.series()[s].view.cell_base + offset];
+        if (reader.series()[s].view.label_values == labels)
+          return snap.sums[reader.series()[s].view.cell_base + offset];
       }
     }
     return -1;
@@ -69,7 +69,8 @@ TEST(ClientTest, CountsFromManyThreadsExactly) {
   Reader r(name.name);
   EXPECT_EQ(r.Cell("jobs", {"a"}), 400000);
   // Buckets (non-cumulative cells): <=10, <=100, +Inf, then the sum.
-  EXPECT_EQ(r.Cell("size_bytes", {}, 0) + r.Cell("size_bytes", {}, 1) + r.Cell("size_bytes", {}, 2), 400000);
+  EXPECT_EQ(r.Cell("size_bytes", {}, 0) + r.Cell("size_bytes", {}, 1) + r.Cell("size_bytes", {}, 2),
+            400000);
   EXPECT_EQ(r.Cell("size_bytes", {}, 0), 4 * 33334);
   EXPECT_EQ(r.Cell("size_bytes", {}, 3), 4 * (33334.0 * 5 + 33333.0 * 50 + 33333.0 * 500));
 }
@@ -91,7 +92,7 @@ TEST(ClientTest, HistogramPutsNaNAndLargeValuesInInf) {
   ScopedRegionName name("hist");
   Client& c = Client::Attach(name.name, SmallOptions());
   Histogram& h = BuildHistogram().Name("x_seconds").Help("X.").Buckets({1, 2}).Register(c).Get();
-  h.Observe(1);   // le=1 is inclusive
+  h.Observe(1);  // le=1 is inclusive
   h.Observe(1.5);
   h.Observe(3);
   h.Observe(std::numeric_limits<double>::quiet_NaN());
@@ -104,7 +105,12 @@ TEST(ClientTest, HistogramPutsNaNAndLargeValuesInInf) {
 TEST(ClientTest, HistogramWithManyBucketsUsesBinarySearchCorrectly) {
   ScopedRegionName name("histbig");
   Client& c = Client::Attach(name.name, SmallOptions());
-  Histogram& h = BuildHistogram().Name("y_seconds").Help("Y.").Buckets(LinearBuckets(1, 1, 64)).Register(c).Get();
+  Histogram& h = BuildHistogram()
+                     .Name("y_seconds")
+                     .Help("Y.")
+                     .Buckets(LinearBuckets(1, 1, 64))
+                     .Register(c)
+                     .Get();
   for (int v = 0; v <= 70; ++v) h.Observe(v);
   Reader r(name.name);
   EXPECT_EQ(r.Cell("y_seconds", {}, 0), 2);   // 0 and 1
@@ -115,18 +121,26 @@ TEST(ClientTest, HistogramWithManyBucketsUsesBinarySearchCorrectly) {
 TEST(ClientTest, RegistrationErrorsNameTheMetric) {
   ScopedRegionName name("errors");
   Client& c = Client::Attach(name.name, SmallOptions());
-  EXPECT_NE(ErrorOf([&] { BuildCounter().Name("bad name").Help("x").Register(c); }).find("\"bad name\""), std::string::npos);
+  EXPECT_NE(
+      ErrorOf([&] { BuildCounter().Name("bad name").Help("x").Register(c); }).find("\"bad name\""),
+      std::string::npos);
   BuildCounter().Name("orders_total").Help("Orders.").Labels({"shop"}).Register(c);
-  const std::string conflict = ErrorOf([&] { BuildGauge().Name("orders").Help("Orders.").Labels({"shop"}).Register(c); });
+  const std::string conflict =
+      ErrorOf([&] { BuildGauge().Name("orders").Help("Orders.").Labels({"shop"}).Register(c); });
   EXPECT_NE(conflict.find("\"orders\""), std::string::npos) << conflict;
-  const std::string labels = ErrorOf([&] { BuildCounter().Name("orders_total").Help("Orders.").Labels({"shop", "x"}).Register(c); });
+  const std::string labels = ErrorOf([&] {
+    BuildCounter().Name("orders_total").Help("Orders.").Labels({"shop", "x"}).Register(c);
+  });
   EXPECT_NE(labels.find("another definition"), std::string::npos) << labels;
   auto& fam = BuildCounter().Name("orders_total").Help("Orders.").Labels({"shop"}).Register(c);
   const std::string arity = ErrorOf([&] { fam.Add({"a", "b"}); });
   EXPECT_NE(arity.find("expected 1 label values (shop), got 2"), std::string::npos) << arity;
   const std::string utf8 = ErrorOf([&] { fam.Add({"\xff\xfe"}); });
   EXPECT_NE(utf8.find("UTF-8"), std::string::npos) << utf8;
-  EXPECT_NE(ErrorOf([&] { BuildHistogram().Name("h_seconds").Help("h").Buckets({2, 1}).Register(c); }).find("increasing"), std::string::npos);
+  EXPECT_NE(ErrorOf([&] {
+              BuildHistogram().Name("h_seconds").Help("h").Buckets({2, 1}).Register(c);
+            }).find("increasing"),
+            std::string::npos);
 }
 
 TEST(ClientTest, SameFamilyRegisteredTwiceIsTheSameObject) {
@@ -169,7 +183,7 @@ TEST(ClientTest, SlotsExhaustedDropsAreCountedAndRecover) {
   o.max_slots = 2;
   Client& c = Client::Attach(name.name, o);
   Counter& k = BuildCounter().Name("t_total").Help("T.").Register(c).Get();
-  k.Inc();  // main thread: primary slot
+  k.Inc();                               // main thread: primary slot
   std::thread([&] { k.Inc(); }).join();  // second slot, released at thread exit
   std::thread([&] { k.Inc(); }).join();  // the released slot is not free until folded: no slot
   EXPECT_EQ(c.region().header().dropped_no_slot.load(), 1u);
@@ -212,7 +226,8 @@ TEST(ClientTest, ResolveFindsExistingChildWithoutRegistering) {
   EXPECT_EQ(c.region().header().series_count.load(), series);
   // Enough children to grow the lookup table several times.
   for (int i = 0; i < 300; ++i) fam.Add({"PUT", std::to_string(i)}).Inc();
-  for (int i = 0; i < 300; ++i) EXPECT_EQ(&fam.Add({"PUT", std::to_string(i)}), &fam.Add({"PUT", std::to_string(i)}));
+  for (int i = 0; i < 300; ++i)
+    EXPECT_EQ(&fam.Add({"PUT", std::to_string(i)}), &fam.Add({"PUT", std::to_string(i)}));
   EXPECT_EQ(&fam.Add({"GET", "200"}), &a);
 }
 

@@ -33,7 +33,8 @@ const gateway::SeriesInfo* Find(const gateway::RegionReader& r, const std::strin
 }
 
 // The reference: every value bucketed directly at the schema the merge ended at.
-shm::native::Sparse Expected(const std::vector<double>& values, int32_t schema, double zero_threshold) {
+shm::native::Sparse Expected(const std::vector<double>& values, int32_t schema,
+                             double zero_threshold) {
   shm::native::Sparse h = shm::native::Sparse::At(schema);
   for (double v : values) {
     const double a = std::fabs(v);
@@ -55,7 +56,8 @@ TEST(NativeHistogramClientTest, ThreadsAndDeadWorkersMergeExactly) {
   std::mt19937_64 rng(1);
   std::lognormal_distribution<double> dist(-3, 1);
   for (auto& values : per_thread) {
-    for (int i = 0; i < 5000; ++i) values.push_back(i % 100 == 0 ? 0.0 : (i % 7 == 0 ? -dist(rng) : dist(rng)));
+    for (int i = 0; i < 5000; ++i)
+      values.push_back(i % 100 == 0 ? 0.0 : (i % 7 == 0 ? -dist(rng) : dist(rng)));
     all.insert(all.end(), values.begin(), values.end());
   }
   std::vector<std::thread> threads;
@@ -92,7 +94,8 @@ TEST(NativeHistogramClientTest, ThreadsAndDeadWorkersMergeExactly) {
 TEST(NativeHistogramClientTest, NativeAndClassicTogether) {
   ScopedRegionName name("both");
   Client& c = Client::Attach(name.name, Roomy());
-  Histogram& h = BuildHistogram().Name("b_seconds").Help("B.").Buckets({0.1, 1}).Native(0).Register(c).Get();
+  Histogram& h =
+      BuildHistogram().Name("b_seconds").Help("B.").Buckets({0.1, 1}).Native(0).Register(c).Get();
   for (double v : {0.05, 0.5, 2.0, 4.0}) h.Observe(v);
   gateway::RegionReader reader(shm::Region::Open(name.name));
   gateway::Snapshot snap;
@@ -127,7 +130,8 @@ TEST(ExemplarTest, MostRecentAcrossWritersIsServed) {
   const gateway::ExemplarValue& e = snap.exemplars.at(s->view.index).at(0);
   ASSERT_TRUE(e.present);
   EXPECT_EQ(e.value, 2);
-  EXPECT_EQ(e.labels, (std::vector<std::pair<std::string, std::string>>{{"trace_id", "second"}, {"span_id", "s"}}));
+  EXPECT_EQ(e.labels, (std::vector<std::pair<std::string, std::string>>{{"trace_id", "second"},
+                                                                        {"span_id", "s"}}));
   const auto* h = Find(reader, "h_seconds");
   ASSERT_NE(h, nullptr);
   const auto& buckets = snap.exemplars.at(h->view.index);
@@ -167,7 +171,8 @@ TEST(ExemplarTest, TornExemplarIsNeverServed) {
       ++n;
       const int len = std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(n));
       // Vary the length too, so a torn copy would also show in the label bytes.
-      k.Add(static_cast<double>(n), {{"n", std::string_view(buf, len)}, {"pad", std::string_view("xxxxxxxxxxxxxxxxxxxxxxx", n % 20)}});
+      k.Add(static_cast<double>(n), {{"n", std::string_view(buf, len)},
+                                     {"pad", std::string_view("xxxxxxxxxxxxxxxxxxxxxxx", n % 20)}});
     }
   });
   while (c.region().header().series_count.load() == 0) std::this_thread::yield();
@@ -177,7 +182,8 @@ TEST(ExemplarTest, TornExemplarIsNeverServed) {
   for (int i = 0; i < 3000; ++i) {
     reader.Collect(snap);
     const auto* s = Find(reader, "t");
-    if (s == nullptr || snap.exemplars.empty() || !snap.exemplars[s->view.index].at(0).present) continue;
+    if (s == nullptr || snap.exemplars.empty() || !snap.exemplars[s->view.index].at(0).present)
+      continue;
     const gateway::ExemplarValue& e = snap.exemplars[s->view.index][0];
     ASSERT_EQ(e.labels.size(), 2u);
     ASSERT_EQ(e.labels[0].second, std::to_string(static_cast<unsigned long long>(e.value)));

@@ -70,7 +70,7 @@ TEST(NativeHistogramTest, EncodeReducesUntilTheSpanFitsAndKeepsCounts) {
 
 TEST(NativeHistogramTest, MergeOfDifferentSchemasReducesToTheLowest) {
   Sparse a = Sparse::At(3), b = Sparse::At(1);
-  a.positive[8] = 1;   // at schema 1: (8 + 3) >> 2 = 2
+  a.positive[8] = 1;  // at schema 1: (8 + 3) >> 2 = 2
   b.positive[2] = 10;
   a.zero_count = 1;
   Merge(a, b);

@@ -55,7 +55,8 @@ TEST(RegionTest, GroupModeIsConfigurable) {
 }
 
 TEST(RegionTest, RejectsInvalidNames) {
-  for (const std::string& bad : std::vector<std::string>{"", "a/b", "with space", std::string(201, 'x')}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"", "a/b", "with space", std::string(201, 'x')}) {
     EXPECT_THROW(Region::OpenOrCreate(bad, SmallOptions()), RegionError) << bad;
   }
 }
@@ -65,7 +66,8 @@ TEST(RegionTest, OpenOfMissingRegionSaysSo) {
     Region::Open("shmetrics-test-does-not-exist");
     FAIL() << "expected RegionError";
   } catch (const RegionError& e) {
-    EXPECT_NE(std::string(e.what()).find("shmetrics-test-does-not-exist"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("shmetrics-test-does-not-exist"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -93,11 +95,21 @@ TEST_P(CorruptHeaderTest, AttachFailsWithClearMessage) {
     auto r = Region::OpenOrCreate(name.name, SmallOptions());
     RegionHeader& h = r->header();
     switch (GetParam()) {
-      case 0: h.magic ^= 1; break;
-      case 1: h.layout_version = kLayoutVersion + 1; break;
-      case 2: h.region_bytes += 4096; break;
-      case 3: h.max_series = 7; break;
-      case 4: h.pages_offset += 4096; break;
+      case 0:
+        h.magic ^= 1;
+        break;
+      case 1:
+        h.layout_version = kLayoutVersion + 1;
+        break;
+      case 2:
+        h.region_bytes += 4096;
+        break;
+      case 3:
+        h.max_series = 7;
+        break;
+      case 4:
+        h.pages_offset += 4096;
+        break;
     }
   }
   const char* expected[] = {"magic", "layout version", "bytes", "corrupt", "corrupt"};

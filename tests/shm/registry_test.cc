@@ -46,7 +46,8 @@ TEST(NamesTest, MetricNameGrammar) {
 
 TEST(NormaliseTest, ErrorsNameTheMetricAndTheProblem) {
   EXPECT_NE(RegistrationMessage(Counter("bad-name")).find("\"bad-name\""), std::string::npos);
-  EXPECT_NE(RegistrationMessage(Counter("ok", {"bad label"})).find("\"bad label\""), std::string::npos);
+  EXPECT_NE(RegistrationMessage(Counter("ok", {"bad label"})).find("\"bad label\""),
+            std::string::npos);
   EXPECT_NE(RegistrationMessage(Counter("ok", {"__x"})).find("reserves"), std::string::npos);
   EXPECT_NE(RegistrationMessage(Counter("ok", {"a", "a"})).find("twice"), std::string::npos);
   EXPECT_NE(RegistrationMessage(Counter("shmetrics_mine")).find("reserved"), std::string::npos);

@@ -46,14 +46,14 @@ class FamilyCore;
 struct HandleData {
   uint32_t region = 0;
   uint32_t cell_base = 0;
-  uint32_t drop_cell = 0;  // where a dropped child counts its updates; 0: the region header
+  uint32_t drop_cell = 0;     // where a dropped child counts its updates; 0: the region header
   uint32_t invalid_cell = 0;  // where invalid values (negative counter increments) are counted
   bool dropped = false;
-  bool most_recent = false;       // gauges: also stamp the time of each write
-  uint32_t bucket_count = 0;      // histograms: finite bounds
+  bool most_recent = false;        // gauges: also stamp the time of each write
+  uint32_t bucket_count = 0;       // histograms: finite bounds
   const double* bounds = nullptr;  // histograms: process-local copy, lives with the family
-  uint32_t exemplar_offset = 0;   // 0: this family keeps no exemplars
-  detail::NativeParams native;    // window 0: not a native histogram
+  uint32_t exemplar_offset = 0;    // 0: this family keeps no exemplars
+  detail::NativeParams native;     // window 0: not a native histogram
 };
 
 // One label of an exemplar, e.g. {"trace_id", "4bf92f3577b34da6"}. Names and values together are
@@ -77,8 +77,11 @@ class Counter {
   void Add(double v, std::initializer_list<ExemplarLabel> exemplar) noexcept {
     Add(v);
     if (__builtin_expect(d_.dropped || !(v >= 0.0), 0)) return;
-    detail::WriteExemplar(d_.region, d_.exemplar_offset ? detail::ThreadCells(d_.region, d_.cell_base) + d_.exemplar_offset : nullptr, v,
-                          reinterpret_cast<const detail::ExemplarLabelView*>(exemplar.begin()), exemplar.size());
+    detail::WriteExemplar(
+        d_.region,
+        d_.exemplar_offset ? detail::ThreadCells(d_.region, d_.cell_base) + d_.exemplar_offset
+                           : nullptr,
+        v, reinterpret_cast<const detail::ExemplarLabelView*>(exemplar.begin()), exemplar.size());
   }
 
  private:
@@ -128,8 +131,9 @@ class Histogram {
     if (__builtin_expect(d_.dropped, 0)) return detail::CountDrop(d_.region, d_.drop_cell);
     const uint32_t b = BucketIndex(v);
     shm::Cell* c = ObserveInto(v, b);
-    detail::WriteExemplar(d_.region, d_.exemplar_offset ? c + d_.exemplar_offset + b * shm::kExemplarCells : nullptr, v,
-                          reinterpret_cast<const detail::ExemplarLabelView*>(exemplar.begin()), exemplar.size());
+    detail::WriteExemplar(
+        d_.region, d_.exemplar_offset ? c + d_.exemplar_offset + b * shm::kExemplarCells : nullptr,
+        v, reinterpret_cast<const detail::ExemplarLabelView*>(exemplar.begin()), exemplar.size());
   }
 
  private:
@@ -152,7 +156,10 @@ class Histogram {
     uint32_t lo = 0, hi = n;  // first bound >= v; n (+Inf) for NaN and above all bounds
     while (lo < hi) {
       const uint32_t mid = (lo + hi) / 2;
-      if (v <= b[mid]) hi = mid; else lo = mid + 1;
+      if (v <= b[mid])
+        hi = mid;
+      else
+        lo = mid + 1;
     }
     return lo;
   }
@@ -245,16 +252,37 @@ class Client {
 template <typename T>
 class Builder {
  public:
-  Builder& Name(std::string name) { spec_.name = std::move(name); return *this; }
-  Builder& Help(std::string help) { spec_.help = std::move(help); return *this; }
-  Builder& Unit(std::string unit) { spec_.unit = std::move(unit); return *this; }
-  Builder& Labels(std::vector<std::string> names) { spec_.label_names = std::move(names); return *this; }
+  Builder& Name(std::string name) {
+    spec_.name = std::move(name);
+    return *this;
+  }
+  Builder& Help(std::string help) {
+    spec_.help = std::move(help);
+    return *this;
+  }
+  Builder& Unit(std::string unit) {
+    spec_.unit = std::move(unit);
+    return *this;
+  }
+  Builder& Labels(std::vector<std::string> names) {
+    spec_.label_names = std::move(names);
+    return *this;
+  }
   // Per-family cardinality cap (default 10000). Children past it count their updates as drops.
-  Builder& MaxSeries(uint32_t n) { spec_.max_series = n; return *this; }
+  Builder& MaxSeries(uint32_t n) {
+    spec_.max_series = n;
+    return *this;
+  }
   // Gauges only: how the gateway merges workers (default kLiveSum).
-  Builder& Mode(GaugeMode mode) { spec_.gauge_mode = mode; return *this; }
+  Builder& Mode(GaugeMode mode) {
+    spec_.gauge_mode = mode;
+    return *this;
+  }
   // Histograms only: finite, strictly increasing upper bounds; +Inf is implicit.
-  Builder& Buckets(std::vector<double> bounds) { spec_.bounds = std::move(bounds); return *this; }
+  Builder& Buckets(std::vector<double> bounds) {
+    spec_.bounds = std::move(bounds);
+    return *this;
+  }
   // Histograms only: a native (exponential) histogram, merged exactly across workers, alone or
   // beside classic Buckets(). Buckets at `schema` are 2^(2^-schema) wide (3: ~9%); each writer
   // keeps at most `max_buckets` (half per sign) and halves its resolution when a new observation
@@ -268,7 +296,10 @@ class Builder {
     return *this;
   }
   // Counters and classic histogram buckets: keep the latest exemplar of each writer.
-  Builder& Exemplars() { spec_.exemplars = true; return *this; }
+  Builder& Exemplars() {
+    spec_.exemplars = true;
+    return *this;
+  }
 
   Family<T>& Register(Client& client);
 

@@ -19,7 +19,8 @@
 
 namespace shmetrics::detail {
 
-inline constexpr int kMaxRegions = 64;  // regions one process may attach (512 bytes of TLS per thread)
+inline constexpr int kMaxRegions =
+    64;  // regions one process may attach (512 bytes of TLS per thread)
 
 // A process-local view of one slot's page directory: pages[i] is this process's address of the
 // page that holds cells [i * kCellsPerPage, (i + 1) * kCellsPerPage), or nullptr.
@@ -98,7 +99,8 @@ inline void NativeObserve(shm::Cell* block, double v, const NativeParams& p) noe
   if (__builtin_expect(schema_cell != 0, 1)) {
     const int32_t key = NativeBucketKey(a, static_cast<int32_t>(schema_cell) - 16);
     const uint64_t offsets = block[2].load(std::memory_order_relaxed);
-    const int32_t first = static_cast<int32_t>(static_cast<uint32_t>(v > 0 ? offsets : offsets >> 32));
+    const int32_t first =
+        static_cast<int32_t>(static_cast<uint32_t>(v > 0 ? offsets : offsets >> 32));
     const uint32_t i = static_cast<uint32_t>(key - first);
     if (i < p.window) return SingleWriterAdd(block[4 + (v > 0 ? 0 : p.window) + i], 1.0);
   }

@@ -45,36 +45,36 @@ inline constexpr uint32_t kPageBytes = kCellsPerPage * kCellBytes;  // 4 KiB
 inline constexpr uint32_t kNoPage = 0;  // page index 0 is never handed out
 
 inline constexpr uint32_t kMaxLabels = 16;
-inline constexpr uint32_t kMaxBuckets = 128;   // classic histogram bounds, +Inf not included
+inline constexpr uint32_t kMaxBuckets = 128;  // classic histogram bounds, +Inf not included
 inline constexpr uint32_t kMaxNameBytes = 256;
 inline constexpr uint32_t kMaxHelpBytes = 4096;
 inline constexpr uint32_t kMaxLabelValueBytes = 4096;
 
 // Cells [0, kSystemCells) are reserved. Only the accumulator banks write them.
-inline constexpr uint32_t kCellFoldedWriters = 0;    // slots folded (threads and processes)
-inline constexpr uint32_t kCellFoldedWorkers = 1;    // primary slots folded (worker processes)
+inline constexpr uint32_t kCellFoldedWriters = 0;  // slots folded (threads and processes)
+inline constexpr uint32_t kCellFoldedWorkers = 1;  // primary slots folded (worker processes)
 inline constexpr uint32_t kSystemCells = 8;
 
 // Each family's dropped-update counters (per writer, folded like counters), at drop_cell + reason.
-inline constexpr uint32_t kDropSeriesLimit = 0;  // a child past the family's series cap
+inline constexpr uint32_t kDropSeriesLimit = 0;   // a child past the family's series cap
 inline constexpr uint32_t kDropInvalidValue = 1;  // a negative or NaN counter increment
 inline constexpr uint32_t kFamilyDropCells = 2;
 
 // Byte offsets of the OFD record locks taken on the region file. They are advisory: the locked
 // bytes carry no meaning as data.
-inline constexpr int64_t kGatewayLockByte = 0;    // held by the one gateway serving the region
-inline constexpr int64_t kRegistryLockByte = 1;   // held while registering families and series
-inline constexpr int64_t kSlotLockBase = 64;      // + slot index: held by the slot's process
+inline constexpr int64_t kGatewayLockByte = 0;   // held by the one gateway serving the region
+inline constexpr int64_t kRegistryLockByte = 1;  // held while registering families and series
+inline constexpr int64_t kSlotLockBase = 64;     // + slot index: held by the slot's process
 
 enum class MetricType : uint8_t { kCounter = 1, kGauge = 2, kHistogram = 3 };
 
 // How the gateway merges a gauge over workers. "live" modes drop a dead worker's value; the others
 // keep its last value in the accumulator (all: for a retention window, in the gateway).
 enum class GaugeMode : uint8_t {
-  kAll = 1,         // one series per worker, label pid; dead workers' last values retained a while
-  kLiveAll = 2,     // one series per live worker, label pid
+  kAll = 1,      // one series per worker, label pid; dead workers' last values retained a while
+  kLiveAll = 2,  // one series per live worker, label pid
   kSum = 3,
-  kLiveSum = 4,     // the default
+  kLiveSum = 4,  // the default
   kMax = 5,
   kLiveMax = 6,
   kMin = 7,
@@ -119,8 +119,9 @@ struct SeriesLayout {
   uint32_t native_offset = 0;    // 0: none
   uint32_t exemplar_offset = 0;  // 0: none
 };
-inline constexpr SeriesLayout ComputeSeriesLayout(MetricType type, GaugeMode mode, uint32_t bucket_count,
-                                                  uint8_t flags, uint32_t native_window) {
+inline constexpr SeriesLayout ComputeSeriesLayout(MetricType type, GaugeMode mode,
+                                                  uint32_t bucket_count, uint8_t flags,
+                                                  uint32_t native_window) {
   SeriesLayout l;
   switch (type) {
     case MetricType::kCounter:
@@ -162,17 +163,17 @@ struct alignas(64) RegionHeader {
   uint32_t layout_version;
   uint32_t header_bytes;
   uint64_t region_bytes;
-  uint64_t generation;       // random, new each time the region is created
+  uint64_t generation;  // random, new each time the region is created
   uint64_t created_unix_ns;
 
   // Capacities.
   uint32_t max_families;
   uint32_t max_series;
-  uint32_t max_slots;        // writer slots; two more follow for the accumulator banks
-  uint32_t max_cells;        // size of the cell index space, a multiple of kCellsPerPage
-  uint32_t pages_per_slot;   // max_cells / kCellsPerPage
-  uint32_t page_count;       // pool size, page 0 included and never used
-  uint32_t hash_buckets;     // power of two, >= 2 * max_series
+  uint32_t max_slots;       // writer slots; two more follow for the accumulator banks
+  uint32_t max_cells;       // size of the cell index space, a multiple of kCellsPerPage
+  uint32_t pages_per_slot;  // max_cells / kCellsPerPage
+  uint32_t page_count;      // pool size, page 0 included and never used
+  uint32_t hash_buckets;    // power of two, >= 2 * max_series
   uint32_t string_bytes;
 
   // Section offsets from the region start.
@@ -201,8 +202,9 @@ struct alignas(64) RegionHeader {
   // or no page, never on the normal path.
   alignas(64) std::atomic<uint64_t> dropped_no_slot;
   std::atomic<uint64_t> dropped_no_page;
-  std::atomic<uint64_t> dropped_region_full;  // updates to families/series the region had no room for
-  std::atomic<uint64_t> dropped_exemplars;    // exemplars too long, or on a family without storage
+  std::atomic<uint64_t>
+      dropped_region_full;                  // updates to families/series the region had no room for
+  std::atomic<uint64_t> dropped_exemplars;  // exemplars too long, or on a family without storage
   std::atomic<uint64_t> registration_errors;  // families or series refused for lack of room
 
   // Accumulator commit word: bit 0 = active bank, bits 1..63 = committed fold epoch.
@@ -211,25 +213,25 @@ struct alignas(64) RegionHeader {
 inline constexpr uint32_t kReadyValue = 0x52454459;  // "REDY"
 
 struct FamilyRecord {
-  StringRef name;        // base name: a counter's "_total" is not part of it
+  StringRef name;  // base name: a counter's "_total" is not part of it
   StringRef help;
-  StringRef unit;        // empty when none
+  StringRef unit;          // empty when none
   uint32_t labels_offset;  // arena offset of label_count StringRefs (label names)
   uint32_t bounds_offset;  // arena offset of bucket_count doubles (histograms)
   uint32_t bucket_count;
   uint32_t cells_per_series;
-  uint32_t max_series;   // per-family cardinality cap
-  uint32_t drop_cell;    // first of kFamilyDropCells counters of this family's dropped updates
+  uint32_t max_series;  // per-family cardinality cap
+  uint32_t drop_cell;   // first of kFamilyDropCells counters of this family's dropped updates
   uint64_t created_unix_ns;
   MetricType type;
   GaugeMode gauge_mode;  // kLiveSum for non-gauges
   uint8_t label_count;
-  uint8_t flags;         // kFamilyNative | kFamilyExemplars
+  uint8_t flags;                       // kFamilyNative | kFamilyExemplars
   std::atomic<uint32_t> series_count;  // registered series, for the cap (under registry lock)
-  int32_t native_schema;          // the schema writers start at (-4..8)
-  uint32_t native_window;         // buckets per sign each writer keeps
+  int32_t native_schema;               // the schema writers start at (-4..8)
+  uint32_t native_window;              // buckets per sign each writer keeps
   double native_zero_threshold;
-  uint32_t native_offset;         // see SeriesLayout
+  uint32_t native_offset;  // see SeriesLayout
   uint32_t exemplar_offset;
   uint64_t reserved1;
 };
@@ -251,11 +253,11 @@ enum class SlotState : uint32_t {
 
 struct alignas(64) SlotHeader {
   std::atomic<uint32_t> state;
-  uint32_t primary_slot;      // the slot of this writer's process (== own index for the primary)
+  uint32_t primary_slot;  // the slot of this writer's process (== own index for the primary)
   std::atomic<uint64_t> occupancy;  // +1 at every claim: tells a new occupant from the last one
-  uint64_t fold_epoch;        // set with kFolding, compared with the commit word on recovery
+  uint64_t fold_epoch;              // set with kFolding, compared with the commit word on recovery
   uint64_t claimed_unix_ns;
-  int32_t pid;                // as the writer sees it: for labels and logs, never for liveness
+  int32_t pid;  // as the writer sees it: for labels and logs, never for liveness
   int32_t tid;
   std::atomic<uint64_t> dropped_series_limit;  // reserved
   uint64_t reserved[2];

@@ -37,7 +37,7 @@ struct RegionOptions {
   uint32_t max_slots = 256;       // concurrent writer threads over all worker processes
   uint32_t max_cells = 1u << 20;  // cell index space (a counter series takes 1, histograms n+2)
   uint32_t string_bytes = 4u << 20;
-  mode_t mode = 0600;             // 0660 lets a group (app servers + gateway) share the region
+  mode_t mode = 0600;  // 0660 lets a group (app servers + gateway) share the region
 };
 
 // Where each section starts, derived from the capacities alone.
@@ -85,7 +85,7 @@ class Region {
   FamilyRecord* family(uint32_t index) const;
   SeriesRecord* series(uint32_t index) const;
   std::atomic<uint32_t>* hash_bucket(uint32_t index) const;
-  SlotHeader* slot(uint32_t index) const;         // index < total_slots()
+  SlotHeader* slot(uint32_t index) const;          // index < total_slots()
   DirectoryEntry* directory(uint32_t slot) const;  // pages_per_slot entries
   Cell* page(uint32_t page_index) const;           // 0 < page_index < page_count
   // Arena bytes [offset, offset + length), or nullptr when the range leaves the arena.

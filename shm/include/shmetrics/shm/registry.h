@@ -43,12 +43,12 @@ struct FamilySpec {
   MetricType type = MetricType::kCounter;
   GaugeMode gauge_mode = GaugeMode::kLiveSum;
   std::vector<std::string> label_names;
-  std::vector<double> bounds;  // histograms: strictly increasing, finite; +Inf is implicit
+  std::vector<double> bounds;   // histograms: strictly increasing, finite; +Inf is implicit
   uint32_t max_series = 10000;  // per-family cardinality cap; the first registration's value wins
   // Histograms: a native (exponential) part, optionally beside the classic buckets.
   bool native = false;
-  int32_t native_schema = 3;            // starting resolution: 2^(2^-3) ~ 9% wide buckets
-  uint32_t native_max_buckets = 160;    // per sign: max_buckets / 2 (as client_golang's default)
+  int32_t native_schema = 3;          // starting resolution: 2^(2^-3) ~ 9% wide buckets
+  uint32_t native_max_buckets = 160;  // per sign: max_buckets / 2 (as client_golang's default)
   double native_zero_threshold = 2.938735877055719e-39;  // 2^-128
   // Counters and classic histogram buckets keep the latest exemplar per writer.
   bool exemplars = false;
@@ -70,7 +70,7 @@ struct SeriesResult {
 };
 
 struct FamilyResult {
-  bool ok = false;         // false: the region has no room for the family (counted, not thrown)
+  bool ok = false;  // false: the region has no room for the family (counted, not thrown)
   uint32_t index = 0;
   uint32_t drop_cell = 0;
   uint32_t cells_per_series = 0;
