@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -36,7 +35,9 @@ void AppendGoFloat(std::string& out, double v) {
   // shortest precision uses the exponent form when it is < -4 or >= 6 (strconv's eprec = 6).
   auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
   const char* e = std::find(buf, r.ptr, 'e');
-  const int exponent = std::atoi(e + 1);  // "+06" / "-05"
+  const char* digits = e + 1 < r.ptr && e[1] == '+' ? e + 2 : e + 1;  // "e+06" / "e-05"
+  int exponent = 0;
+  std::from_chars(digits, r.ptr, exponent);
   if (exponent < -4 || exponent >= 6) {
     out.append(buf, r.ptr);  // "1.5e+06": the same spelling as Go (sign, at least two digits)
     return;
