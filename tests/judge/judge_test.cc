@@ -346,7 +346,10 @@ bool WaitFor(const std::function<bool()>& condition, Clock::duration timeout) {
 
 // --- The workers ---------------------------------------------------------------------------------
 
-std::vector<double> LatencyBuckets() { return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}; }
+// 0.0001 and 1234567 are spelled differently by naive float printing ("1e-04", "1234567.0") and by
+// Go ("0.0001", "1.234567e+06"): Prometheus spells protobuf bounds the Go way, so OpenMetrics must
+// too, or a histogram's series would change with the negotiated format.
+std::vector<double> LatencyBuckets() { return {0.0001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1234567}; }
 
 // Worker w registers the judge families, writes its known values, reports on `ready_fd`, then
 // exits (w < kWorkers - kLiveWorkers) or waits for EOF on `park_fd`.
@@ -527,7 +530,7 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
 
   // Every series once: exactly the expected judge_* series...
   std::map<std::string, double> expected = {
-      {"judge_requests_total", 2}, {"judge_sent_bytes_total", 1},       {"judge_latency_seconds_bucket", 9},
+      {"judge_requests_total", 2}, {"judge_sent_bytes_total", 1},       {"judge_latency_seconds_bucket", 11},
       {"judge_latency_seconds_sum", 1}, {"judge_latency_seconds_count", 1}, {"judge_in_flight", 1},
       {"judge_config_version", 1}, {"judge_worker_rss_bytes", kLiveWorkers},
   };
@@ -566,6 +569,8 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
   EXPECT_NEAR(api.Scalar("judge_latency_seconds_sum"), n * 0.5, 1e-6);
   EXPECT_EQ(api.Scalar("judge_latency_seconds_bucket{le=\"0.5\"}"), n / 2);
   EXPECT_EQ(api.Scalar("judge_latency_seconds_bucket{le=\"+Inf\"}"), n);
+  EXPECT_EQ(api.Scalar("judge_latency_seconds_bucket{le=\"0.0001\"}"), 0);
+  EXPECT_EQ(api.Scalar("judge_latency_seconds_bucket{le=\"1.234567e+06\"}"), n);
   for (double q : {0.5, 0.9, 0.99}) {
     const double got_q = api.Scalar("histogram_quantile(" + std::to_string(q) +
                                     ", sum by (le) (judge_latency_seconds_bucket))");
