@@ -49,7 +49,8 @@ std::string Gzip(std::string_view in, int level) {
 
 std::string Gunzip(std::string_view in) {
   z_stream zs{};
-  if (inflateInit2(&zs, kGzipWindowBits) != Z_OK) throw std::runtime_error("gunzip: inflateInit2 failed");
+  if (inflateInit2(&zs, kGzipWindowBits) != Z_OK)
+    throw std::runtime_error("gunzip: inflateInit2 failed");
   std::string out;
   size_t consumed = 0;
   int rc = Z_OK;

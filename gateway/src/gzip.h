@@ -1,5 +1,6 @@
 // gzip (RFC 1952) through the system zlib, for /metrics bodies. Beast's own deflate_stream writes
-// raw deflate for websockets, not gzip, so this is a thin wrapper over deflateInit2(16 + MAX_WBITS).
+// raw deflate for websockets, not gzip, so this is a thin wrapper over deflateInit2(16 +
+// MAX_WBITS).
 #pragma once
 
 #include <string>

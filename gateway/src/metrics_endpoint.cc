@@ -29,18 +29,21 @@ MetricsEndpoint::MetricsEndpoint(prometheus::Registry& registry, MetricsEndpoint
                    .Name("shmetrics_scrapes_total")
                    .Help("/metrics responses served, by negotiated format and content coding.")
                    .Register(registry)),
-      deadline_(prometheus::BuildCounter()
-                    .Name("shmetrics_scrape_deadline_actions_total")
-                    .Help("Scrapes near or past the scraper's X-Prometheus-Scrape-Timeout-Seconds: "
-                          "skipped_gzip (sent uncompressed to save time), answered_503 (the body was "
-                          "ready only after the timeout).")
-                    .Register(registry)),
+      deadline_(
+          prometheus::BuildCounter()
+              .Name("shmetrics_scrape_deadline_actions_total")
+              .Help("Scrapes near or past the scraper's X-Prometheus-Scrape-Timeout-Seconds: "
+                    "skipped_gzip (sent uncompressed to save time), answered_503 (the body was "
+                    "ready only after the timeout).")
+              .Register(registry)),
       skipped_gzip_(deadline_.Add({{"action", "skipped_gzip"}})),
       answered_503_(deadline_.Add({{"action", "answered_503"}})),
       gzip_bytes_per_second_(options.initial_gzip_bytes_per_second) {
   for (Format f : {Format::kText, Format::kOpenMetrics, Format::kProtobuf}) {
-    served_[static_cast<int>(f)][0] = &scrapes_.Add({{"format", FormatName(f)}, {"encoding", "identity"}});
-    served_[static_cast<int>(f)][1] = &scrapes_.Add({{"format", FormatName(f)}, {"encoding", "gzip"}});
+    served_[static_cast<int>(f)][0] =
+        &scrapes_.Add({{"format", FormatName(f)}, {"encoding", "identity"}});
+    served_[static_cast<int>(f)][1] =
+        &scrapes_.Add({{"format", FormatName(f)}, {"encoding", "gzip"}});
   }
 }
 
@@ -71,16 +74,18 @@ HttpResponse MetricsEndpoint::Handle(const HttpRequestInfo& request, const Rende
   if (timeout > 0 && elapsed > timeout) {
     answered_503_.Increment();
     const uint64_t n = deadline_misses_.fetch_add(1, std::memory_order_relaxed) + 1;
-    const std::string why = "collecting and encoding the " + std::string(FormatName(format)) + " body took " +
-                            FormatSeconds(elapsed) + " s, past the scraper's timeout of " +
-                            FormatSeconds(timeout) + " s (X-Prometheus-Scrape-Timeout-Seconds)";
+    const std::string why = "collecting and encoding the " + std::string(FormatName(format)) +
+                            " body took " + FormatSeconds(elapsed) +
+                            " s, past the scraper's timeout of " + FormatSeconds(timeout) +
+                            " s (X-Prometheus-Scrape-Timeout-Seconds)";
     if (ShouldLog(n)) LogWarn("/metrics: answered 503 (" + std::to_string(n) + " so far): " + why);
     r.status = 503;
     r.body = why + "\n";
     return r;
   }
   if (gzip && timeout > 0 &&
-      !GzipFits(body.size(), gzip_bytes_per_second_.load(std::memory_order_relaxed), timeout - elapsed)) {
+      !GzipFits(body.size(), gzip_bytes_per_second_.load(std::memory_order_relaxed),
+                timeout - elapsed)) {
     gzip = false;
     skipped_gzip_.Increment();
   }

@@ -37,7 +37,7 @@
 namespace shmetrics::gateway {
 
 struct MetricsEndpointOptions {
-  int gzip_level = 1;                          // see gzip.h
+  int gzip_level = 1;                            // see gzip.h
   double initial_gzip_bytes_per_second = 100e6;  // prediction before the first measurement
 };
 

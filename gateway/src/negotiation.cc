@@ -74,7 +74,8 @@ struct Param {
 
 struct MediaRange {
   std::string_view type, subtype;
-  std::vector<Param> params;  // media-type parameters: those before q (accept-ext after q is dropped)
+  std::vector<Param>
+      params;  // media-type parameters: those before q (accept-ext after q is dropped)
   double q = 1;
   size_t position = 0;
 };
@@ -154,18 +155,24 @@ int Specificity(const MediaRange& range, const Supported& s) {
 
 const char* ContentType(Format format) {
   switch (format) {
-    case Format::kText: return kTextContentType;
-    case Format::kOpenMetrics: return kOpenMetricsContentType;
-    case Format::kProtobuf: return kProtobufContentType;
+    case Format::kText:
+      return kTextContentType;
+    case Format::kOpenMetrics:
+      return kOpenMetricsContentType;
+    case Format::kProtobuf:
+      return kProtobufContentType;
   }
   return kTextContentType;
 }
 
 const char* FormatName(Format format) {
   switch (format) {
-    case Format::kText: return "text";
-    case Format::kOpenMetrics: return "openmetrics";
-    case Format::kProtobuf: return "protobuf";
+    case Format::kText:
+      return "text";
+    case Format::kOpenMetrics:
+      return "openmetrics";
+    case Format::kProtobuf:
+      return "protobuf";
   }
   return "text";
 }
@@ -194,10 +201,11 @@ Format NegotiateFormat(std::string_view accept) {
       if (spec > score.specificity) score = Score{r.q, spec, r.position};
     }
     if (score.specificity < 0 || score.q <= 0) continue;
-    const bool better = !best || score.q > best_score.q ||
-                        (score.q == best_score.q && (score.specificity > best_score.specificity ||
-                                                     (score.specificity == best_score.specificity &&
-                                                      score.position < best_score.position)));
+    const bool better =
+        !best || score.q > best_score.q ||
+        (score.q == best_score.q &&
+         (score.specificity > best_score.specificity ||
+          (score.specificity == best_score.specificity && score.position < best_score.position)));
     if (better) {  // equal in everything: the earlier entry of kSupported stays
       best = s.format;
       best_score = score;
@@ -219,8 +227,10 @@ bool AcceptsGzip(std::string_view accept_encoding) {
       const size_t eq = p.find('=');
       if (eq != std::string_view::npos && IEquals(Trim(p.substr(0, eq)), "q")) {
         const auto parsed = ParseQ(p.substr(eq + 1));
-        if (!parsed) valid = false;
-        else q = *parsed;
+        if (!parsed)
+          valid = false;
+        else
+          q = *parsed;
       }
     }
     if (!valid) continue;

@@ -65,8 +65,8 @@ namespace {
 // Counts as OpenMetrics wants them: finite, non-negative integers.
 bool ValidCount(double v) { return v >= 0 && std::isfinite(v) && v == std::trunc(v); }
 
-void AppendMetadata(std::string& out, std::string_view name, const char* type, std::string_view unit,
-                    std::string_view help) {
+void AppendMetadata(std::string& out, std::string_view name, const char* type,
+                    std::string_view unit, std::string_view help) {
   out += "# TYPE ";
   out += name;
   out += ' ';
@@ -89,8 +89,9 @@ void AppendMetadata(std::string& out, std::string_view name, const char* type, s
 }
 
 // name suffix{labels[,extra_name="extra_value"]} value
-void AppendSample(std::string& out, std::string_view name, const char* suffix, std::string_view labels,
-                  const char* extra_name, std::string_view extra_value, double value) {
+void AppendSample(std::string& out, std::string_view name, const char* suffix,
+                  std::string_view labels, const char* extra_name, std::string_view extra_value,
+                  double value) {
   out += name;
   out += suffix;
   if (!labels.empty() || extra_name != nullptr) {
@@ -110,7 +111,8 @@ void AppendSample(std::string& out, std::string_view name, const char* suffix, s
   out += '\n';
 }
 
-void AppendCreated(std::string& out, std::string_view name, std::string_view labels, uint64_t unix_ns) {
+void AppendCreated(std::string& out, std::string_view name, std::string_view labels,
+                   uint64_t unix_ns) {
   if (unix_ns == 0) return;  // unknown
   AppendSample(out, name, "_created", labels, nullptr, {}, static_cast<double>(unix_ns) / 1e9);
 }
@@ -118,7 +120,8 @@ void AppendCreated(std::string& out, std::string_view name, std::string_view lab
 // One classic histogram series from per-bucket (non-cumulative) counts, +Inf last.
 template <typename BucketCount>
 void AppendHistogram(std::string& out, std::string_view name, std::string_view labels,
-                     const std::vector<double>& bounds, BucketCount count_of, double sum, uint64_t created_ns) {
+                     const std::vector<double>& bounds, BucketCount count_of, double sum,
+                     uint64_t created_ns) {
   const size_t n = bounds.size() + 1;
   for (size_t b = 0; b < n; ++b) {
     if (!ValidCount(count_of(b))) return;  // corrupt counts: leave the series out
@@ -128,7 +131,8 @@ void AppendHistogram(std::string& out, std::string_view name, std::string_view l
   for (size_t b = 0; b < n; ++b) {
     cumulative += count_of(b);
     bound.clear();
-    om::AppendNumber(bound, b < bounds.size() ? bounds[b] : std::numeric_limits<double>::infinity());
+    om::AppendNumber(bound,
+                     b < bounds.size() ? bounds[b] : std::numeric_limits<double>::infinity());
     AppendSample(out, name, "_bucket", labels, "le", bound, cumulative);
   }
   const bool negative_bounds = !bounds.empty() && bounds.front() < 0;
@@ -141,9 +145,12 @@ void AppendHistogram(std::string& out, std::string_view name, std::string_view l
 
 const char* TypeName(shm::MetricType t) {
   switch (t) {
-    case shm::MetricType::kCounter: return "counter";
-    case shm::MetricType::kGauge: return "gauge";
-    case shm::MetricType::kHistogram: return "histogram";
+    case shm::MetricType::kCounter:
+      return "counter";
+    case shm::MetricType::kGauge:
+      return "gauge";
+    case shm::MetricType::kHistogram:
+      return "histogram";
   }
   return "unknown";
 }
@@ -208,10 +215,17 @@ void AppendOpenMetrics(const std::vector<prometheus::MetricFamily>& families, st
         type = "counter";
         if (base.ends_with("_total")) base.resize(base.size() - 6);
         break;
-      case prometheus::MetricType::Gauge: type = "gauge"; break;
-      case prometheus::MetricType::Histogram: type = "histogram"; break;
-      case prometheus::MetricType::Summary: type = "summary"; break;
-      default: break;
+      case prometheus::MetricType::Gauge:
+        type = "gauge";
+        break;
+      case prometheus::MetricType::Histogram:
+        type = "histogram";
+        break;
+      case prometheus::MetricType::Summary:
+        type = "summary";
+        break;
+      default:
+        break;
     }
     AppendMetadata(out, base, type, {}, f.help);
     for (const prometheus::ClientMetric& m : f.metric) {
@@ -225,7 +239,8 @@ void AppendOpenMetrics(const std::vector<prometheus::MetricFamily>& families, st
       }
       switch (f.type) {
         case prometheus::MetricType::Counter:
-          if (m.counter.value >= 0) AppendSample(out, base, "_total", labels, nullptr, {}, m.counter.value);
+          if (m.counter.value >= 0)
+            AppendSample(out, base, "_total", labels, nullptr, {}, m.counter.value);
           break;
         case prometheus::MetricType::Gauge:
           AppendSample(out, base, "", labels, nullptr, {}, m.gauge.value);
@@ -243,7 +258,8 @@ void AppendOpenMetrics(const std::vector<prometheus::MetricFamily>& families, st
           }
           counts.push_back(static_cast<double>(m.histogram.sample_count) - previous);
           AppendHistogram(
-              out, base, labels, bounds, [&](size_t b) { return counts[b]; }, m.histogram.sample_sum, 0);
+              out, base, labels, bounds, [&](size_t b) { return counts[b]; },
+              m.histogram.sample_sum, 0);
           break;
         }
         case prometheus::MetricType::Summary:
@@ -252,7 +268,8 @@ void AppendOpenMetrics(const std::vector<prometheus::MetricFamily>& families, st
             om::AppendNumber(quantile, q.quantile);
             AppendSample(out, base, "", labels, "quantile", quantile, q.value);
           }
-          AppendSample(out, base, "_count", labels, nullptr, {}, static_cast<double>(m.summary.sample_count));
+          AppendSample(out, base, "_count", labels, nullptr, {},
+                       static_cast<double>(m.summary.sample_count));
           AppendSample(out, base, "_sum", labels, nullptr, {}, m.summary.sample_sum);
           break;
         default:

@@ -44,7 +44,8 @@ bool IntegerCount(double v) { return v >= 0 && v < 9007199254740992.0 && v == st
 
 // A classic histogram from per-bucket (non-cumulative) counts, +Inf last.
 template <typename BucketCount>
-void FillHistogram(pb::Histogram* h, const std::vector<double>& bounds, BucketCount count_of, double sum) {
+void FillHistogram(pb::Histogram* h, const std::vector<double>& bounds, BucketCount count_of,
+                   double sum) {
   bool integer = true;
   double total = 0;
   for (size_t b = 0; b <= bounds.size(); ++b) {
@@ -56,11 +57,15 @@ void FillHistogram(pb::Histogram* h, const std::vector<double>& bounds, BucketCo
     cumulative += count_of(b);
     pb::Bucket* bucket = h->add_bucket();
     bucket->set_upper_bound(bounds[b]);
-    if (integer) bucket->set_cumulative_count(static_cast<uint64_t>(cumulative));
-    else bucket->set_cumulative_count_float(cumulative);
+    if (integer)
+      bucket->set_cumulative_count(static_cast<uint64_t>(cumulative));
+    else
+      bucket->set_cumulative_count_float(cumulative);
   }
-  if (integer) h->set_sample_count(static_cast<uint64_t>(total));
-  else h->set_sample_count_float(total);
+  if (integer)
+    h->set_sample_count(static_cast<uint64_t>(total));
+  else
+    h->set_sample_count_float(total);
   h->set_sample_sum(sum);
 }
 
@@ -85,9 +90,15 @@ void AppendProtobuf(const RegionReader& reader, const Snapshot& snap, std::strin
     if (!fv.help.empty()) mf.set_help(fv.help);
     if (om::UnitMatchesName(fv.name, fv.unit)) mf.set_unit(fv.unit);
     switch (fv.type) {
-      case shm::MetricType::kCounter: mf.set_type(pb::COUNTER); break;
-      case shm::MetricType::kGauge: mf.set_type(pb::GAUGE); break;
-      case shm::MetricType::kHistogram: mf.set_type(pb::HISTOGRAM); break;
+      case shm::MetricType::kCounter:
+        mf.set_type(pb::COUNTER);
+        break;
+      case shm::MetricType::kGauge:
+        mf.set_type(pb::GAUGE);
+        break;
+      case shm::MetricType::kHistogram:
+        mf.set_type(pb::HISTOGRAM);
+        break;
     }
     auto add_metric = [&](const SeriesInfo& s) {
       pb::Metric* m = mf.add_metric();
@@ -103,7 +114,8 @@ void AppendProtobuf(const RegionReader& reader, const Snapshot& snap, std::strin
         case shm::MetricType::kCounter: {
           pb::Counter* c = add_metric(s)->mutable_counter();
           c->set_value(snap.sums[base]);
-          if (s.view.created_unix_ns != 0) SetTimestamp(c->mutable_created_timestamp(), s.view.created_unix_ns);
+          if (s.view.created_unix_ns != 0)
+            SetTimestamp(c->mutable_created_timestamp(), s.view.created_unix_ns);
           break;
         }
         case shm::MetricType::kGauge:
@@ -123,8 +135,10 @@ void AppendProtobuf(const RegionReader& reader, const Snapshot& snap, std::strin
         case shm::MetricType::kHistogram: {
           pb::Histogram* h = add_metric(s)->mutable_histogram();
           FillHistogram(
-              h, fv.bounds, [&](size_t b) { return snap.sums[base + b]; }, snap.sums[base + fv.bounds.size() + 1]);
-          if (s.view.created_unix_ns != 0) SetTimestamp(h->mutable_created_timestamp(), s.view.created_unix_ns);
+              h, fv.bounds, [&](size_t b) { return snap.sums[base + b]; },
+              snap.sums[base + fv.bounds.size() + 1]);
+          if (s.view.created_unix_ns != 0)
+            SetTimestamp(h->mutable_created_timestamp(), s.view.created_unix_ns);
           break;
         }
       }
@@ -141,18 +155,32 @@ void AppendProtobuf(const std::vector<prometheus::MetricFamily>& families, std::
     mf.set_name(f.name);
     if (!f.help.empty()) mf.set_help(f.help);
     switch (f.type) {
-      case prometheus::MetricType::Counter: mf.set_type(pb::COUNTER); break;
-      case prometheus::MetricType::Gauge: mf.set_type(pb::GAUGE); break;
-      case prometheus::MetricType::Histogram: mf.set_type(pb::HISTOGRAM); break;
-      case prometheus::MetricType::Summary: mf.set_type(pb::SUMMARY); break;
-      default: mf.set_type(pb::UNTYPED); break;
+      case prometheus::MetricType::Counter:
+        mf.set_type(pb::COUNTER);
+        break;
+      case prometheus::MetricType::Gauge:
+        mf.set_type(pb::GAUGE);
+        break;
+      case prometheus::MetricType::Histogram:
+        mf.set_type(pb::HISTOGRAM);
+        break;
+      case prometheus::MetricType::Summary:
+        mf.set_type(pb::SUMMARY);
+        break;
+      default:
+        mf.set_type(pb::UNTYPED);
+        break;
     }
     for (const prometheus::ClientMetric& cm : f.metric) {
       pb::Metric* m = mf.add_metric();
       for (const auto& l : cm.label) AddLabel(m, l.name, l.value);
       switch (f.type) {
-        case prometheus::MetricType::Counter: m->mutable_counter()->set_value(cm.counter.value); break;
-        case prometheus::MetricType::Gauge: m->mutable_gauge()->set_value(cm.gauge.value); break;
+        case prometheus::MetricType::Counter:
+          m->mutable_counter()->set_value(cm.counter.value);
+          break;
+        case prometheus::MetricType::Gauge:
+          m->mutable_gauge()->set_value(cm.gauge.value);
+          break;
         case prometheus::MetricType::Histogram: {
           pb::Histogram* h = m->mutable_histogram();
           for (const auto& b : cm.histogram.bucket) {
@@ -176,7 +204,9 @@ void AppendProtobuf(const std::vector<prometheus::MetricFamily>& families, std::
           s->set_sample_sum(cm.summary.sample_sum);
           break;
         }
-        default: m->mutable_untyped()->set_value(cm.untyped.value); break;
+        default:
+          m->mutable_untyped()->set_value(cm.untyped.value);
+          break;
       }
       if (cm.timestamp_ms != 0) m->set_timestamp_ms(cm.timestamp_ms);
     }

@@ -131,8 +131,15 @@ void PopulateRegion(Client& client) {
                        .Help("Requests, with \"quotes\", a back\\slash and a\nnewline.")
                        .Labels({"method", "path"})
                        .Register(client);
-  auto& sent = BuildCounter().Name("fmt_sent_bytes_total").Help("Bytes sent.").Unit("bytes").Register(client);
-  auto& never = BuildCounter().Name("fmt_never_total").Help("Registered, never incremented.").Register(client);
+  auto& sent = BuildCounter()
+                   .Name("fmt_sent_bytes_total")
+                   .Help("Bytes sent.")
+                   .Unit("bytes")
+                   .Register(client);
+  auto& never = BuildCounter()
+                    .Name("fmt_never_total")
+                    .Help("Registered, never incremented.")
+                    .Register(client);
   auto& no_help = BuildCounter().Name("fmt_no_help_total").Register(client);
 
   struct ModeGauge {
@@ -140,10 +147,14 @@ void PopulateRegion(Client& client) {
     GaugeMode mode;
   };
   const ModeGauge modes[] = {
-      {"fmt_gauge_all", GaugeMode::kAll},          {"fmt_gauge_liveall", GaugeMode::kLiveAll},
-      {"fmt_gauge_sum", GaugeMode::kSum},          {"fmt_gauge_livesum", GaugeMode::kLiveSum},
-      {"fmt_gauge_max", GaugeMode::kMax},          {"fmt_gauge_livemax", GaugeMode::kLiveMax},
-      {"fmt_gauge_min", GaugeMode::kMin},          {"fmt_gauge_livemin", GaugeMode::kLiveMin},
+      {"fmt_gauge_all", GaugeMode::kAll},
+      {"fmt_gauge_liveall", GaugeMode::kLiveAll},
+      {"fmt_gauge_sum", GaugeMode::kSum},
+      {"fmt_gauge_livesum", GaugeMode::kLiveSum},
+      {"fmt_gauge_max", GaugeMode::kMax},
+      {"fmt_gauge_livemax", GaugeMode::kLiveMax},
+      {"fmt_gauge_min", GaugeMode::kMin},
+      {"fmt_gauge_livemin", GaugeMode::kLiveMin},
       {"fmt_gauge_mostrecent", GaugeMode::kMostRecent},
       {"fmt_gauge_livemostrecent", GaugeMode::kLiveMostRecent},
   };
@@ -156,8 +167,10 @@ void PopulateRegion(Client& client) {
                           .Mode(m.mode)
                           .Register(client));
   }
-  auto& special = BuildGauge().Name("fmt_special").Help("Special values.").Labels({"v"}).Register(client);
-  auto& temperature = BuildGauge().Name("fmt_room_celsius").Help("Temperature.").Unit("celsius").Register(client);
+  auto& special =
+      BuildGauge().Name("fmt_special").Help("Special values.").Labels({"v"}).Register(client);
+  auto& temperature =
+      BuildGauge().Name("fmt_room_celsius").Help("Temperature.").Unit("celsius").Register(client);
 
   auto& latency = BuildHistogram()
                       .Name("fmt_latency_seconds")
@@ -177,8 +190,17 @@ void PopulateRegion(Client& client) {
                            .Help("Non-negative buckets, negative sum.")
                            .Buckets({1, 2})
                            .Register(client);
-  auto& nan_sum = BuildHistogram().Name("fmt_nan_observed").Help("A NaN observation.").Buckets({1}).Register(client);
-  auto& idle = BuildHistogram().Name("fmt_idle").Help("Never observed.").Labels({"x"}).Buckets({1, 2}).Register(client);
+  auto& nan_sum = BuildHistogram()
+                      .Name("fmt_nan_observed")
+                      .Help("A NaN observation.")
+                      .Buckets({1})
+                      .Register(client);
+  auto& idle = BuildHistogram()
+                   .Name("fmt_idle")
+                   .Help("Never observed.")
+                   .Labels({"x"})
+                   .Buckets({1, 2})
+                   .Register(client);
 
   requests.Add({"GET", "/a\"b"}).Add(3);
   requests.Add({"POST", "C:\\dir\\"}).Inc();
@@ -196,7 +218,8 @@ void PopulateRegion(Client& client) {
   special.Add({"negative"}).Set(-2.5);
   special.Add({"big"}).Set(1234567.0);
   temperature.Get().Set(21.5);
-  for (double v : {0.00005, 0.0001, 0.003, 0.05, 0.5, 2.0, 99999.0, 2000000.0}) latency.Add({"/"}).Observe(v);
+  for (double v : {0.00005, 0.0001, 0.003, 0.05, 0.5, 2.0, 99999.0, 2000000.0})
+    latency.Add({"/"}).Observe(v);
   latency.Add({"/api"}).Observe(0.2);
   for (double v : {-20.0, -5.0, 5.0, 50.0}) signed_hist.Get().Observe(v);
   negative_sum.Get().Observe(-5);
@@ -272,7 +295,8 @@ Samples ParseText(std::string_view body, std::vector<std::string>* errors) {
   return out;
 }
 
-Samples DecodeProtobuf(std::string_view body, std::vector<std::string>* families, std::string* error) {
+Samples DecodeProtobuf(std::string_view body, std::vector<std::string>* families,
+                       std::string* error) {
   Samples out;
   size_t pos = 0;
   pb::MetricFamily mf;
@@ -295,22 +319,31 @@ Samples DecodeProtobuf(std::string_view body, std::vector<std::string>* families
     }
     pos += len;
     if (families) {
-      families->push_back(mf.name() + "|" + pb::MetricType_Name(mf.type()) + "|" + mf.unit() + "|" + mf.help());
+      families->push_back(mf.name() + "|" + pb::MetricType_Name(mf.type()) + "|" + mf.unit() + "|" +
+                          mf.help());
     }
     for (const pb::Metric& m : mf.metric()) {
       Labels labels;
       for (const pb::LabelPair& l : m.label()) labels.emplace_back(l.name(), l.value());
-      auto put = [&](const std::string& name, double v, const char* extra = nullptr, double extra_value = 0) {
+      auto put = [&](const std::string& name, double v, const char* extra = nullptr,
+                     double extra_value = 0) {
         Labels ls = labels;
         if (extra) ls.emplace_back(extra, Canonical(extra_value));
         out[SeriesKey(name, std::move(ls))] = v;
       };
       switch (mf.type()) {
-        case pb::COUNTER: put(mf.name(), m.counter().value()); break;
-        case pb::GAUGE: put(mf.name(), m.gauge().value()); break;
-        case pb::UNTYPED: put(mf.name(), m.untyped().value()); break;
+        case pb::COUNTER:
+          put(mf.name(), m.counter().value());
+          break;
+        case pb::GAUGE:
+          put(mf.name(), m.gauge().value());
+          break;
+        case pb::UNTYPED:
+          put(mf.name(), m.untyped().value());
+          break;
         case pb::SUMMARY:
-          for (const pb::Quantile& q : m.summary().quantile()) put(mf.name(), q.value(), "quantile", q.quantile());
+          for (const pb::Quantile& q : m.summary().quantile())
+            put(mf.name(), q.value(), "quantile", q.quantile());
           put(mf.name() + "_sum", m.summary().sample_sum());
           put(mf.name() + "_count", static_cast<double>(m.summary().sample_count()));
           break;
@@ -321,12 +354,14 @@ Samples DecodeProtobuf(std::string_view body, std::vector<std::string>* families
                                                           : static_cast<double>(h.sample_count());
           bool has_inf = false;
           for (const pb::Bucket& b : h.bucket()) {
-            const double c = b.cumulative_count_float() > 0 ? b.cumulative_count_float()
-                                                            : static_cast<double>(b.cumulative_count());
+            const double c = b.cumulative_count_float() > 0
+                                 ? b.cumulative_count_float()
+                                 : static_cast<double>(b.cumulative_count());
             put(mf.name() + "_bucket", c, "le", b.upper_bound());
             has_inf = has_inf || std::isinf(b.upper_bound());
           }
-          if (!has_inf) put(mf.name() + "_bucket", count, "le", std::numeric_limits<double>::infinity());
+          if (!has_inf)
+            put(mf.name() + "_bucket", count, "le", std::numeric_limits<double>::infinity());
           put(mf.name() + "_sum", h.sample_sum());
           put(mf.name() + "_count", count);
           break;
@@ -342,7 +377,8 @@ StrictParse ParseOpenMetricsStrictly(const std::string& body) {
   const std::string body_path = WriteTempFile(body, ".txt");
   const std::string script_path = WriteTempFile(kPythonScript, ".py");
   const std::string out_path = WriteTempFile("", ".out");
-  const std::string cmd = "/usr/bin/python3 " + script_path + " " + body_path + " > " + out_path + " 2>&1";
+  const std::string cmd =
+      "/usr/bin/python3 " + script_path + " " + body_path + " > " + out_path + " 2>&1";
   const int rc = std::system(cmd.c_str());
   std::ifstream in(out_path);
   std::stringstream ss;
@@ -372,7 +408,8 @@ StrictParse ParseOpenMetricsStrictly(const std::string& body) {
     }
   }
   result.ok = rc == 0 && result.error.empty();
-  if (rc != 0 && result.error.empty()) result.error = "python exited with " + std::to_string(rc) + ": " + output;
+  if (rc != 0 && result.error.empty())
+    result.error = "python exited with " + std::to_string(rc) + ": " + output;
   return result;
 }
 

@@ -36,7 +36,8 @@ Samples ParseText(std::string_view body, std::vector<std::string>* errors);
 
 // Protobuf delimited -> samples (a histogram's +Inf bucket comes from sample_count when absent).
 // Also the families' name, type, unit and help, one line each ("name|TYPE|unit|help").
-Samples DecodeProtobuf(std::string_view body, std::vector<std::string>* families, std::string* error);
+Samples DecodeProtobuf(std::string_view body, std::vector<std::string>* families,
+                       std::string* error);
 
 // Runs prometheus_client.openmetrics.parser.text_string_to_metric_families (the strict parser)
 // with /usr/bin/python3 over `body`. ok is true when it parsed; otherwise error holds the

@@ -54,7 +54,8 @@ TEST(FormatsSpeedTest, LargeRegionSizesAndEncodeTimes) {
                     .MaxSeries(10000)
                     .Register(client);
     for (int i = 0; i < 10000; ++i) {
-      fam.Add({methods[i % 5], std::to_string(200 + (i / 5) % 4), "/api/v1/resource/" + std::to_string(i / 20)})
+      fam.Add({methods[i % 5], std::to_string(200 + (i / 5) % 4),
+               "/api/v1/resource/" + std::to_string(i / 20)})
           .Add(static_cast<double>(i * 37 % 100003));
     }
   }
@@ -79,7 +80,8 @@ TEST(FormatsSpeedTest, LargeRegionSizesAndEncodeTimes) {
     Histogram& h = latency.Add({"/route/" + std::to_string(i)});
     for (int k = 0; k < 5; ++k) h.Observe((i % 100 + k) * 0.01);
   }
-  const double register_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_reg).count();
+  const double register_ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - t_reg).count();
 
   RegionReader reader(shm::Region::Open(name.name));
   Snapshot snap;
@@ -95,14 +97,20 @@ TEST(FormatsSpeedTest, LargeRegionSizesAndEncodeTimes) {
   };
   std::vector<Row> rows = {
       {"text 0.0.4", [&](std::string& out) { AppendText(reader, snap, out); }},
-      {"OpenMetrics 1.0", [&](std::string& out) { AppendOpenMetrics(reader, snap, out); AppendOpenMetricsEof(out); }},
+      {"OpenMetrics 1.0",
+       [&](std::string& out) {
+         AppendOpenMetrics(reader, snap, out);
+         AppendOpenMetricsEof(out);
+       }},
       {"protobuf delimited", [&](std::string& out) { AppendProtobuf(reader, snap, out); }},
   };
-  std::printf("\n100000 series (70k counters, 20k gauges, 10k histograms x 10 buckets); registration %.0f ms, "
-              "collect %.1f ms\n",
-              register_ms, collect_ms);
-  std::printf("%-20s %12s %10s %12s %10s %12s %10s\n", "format", "bytes", "encode ms", "gzip-1 bytes", "gzip-1 ms",
-              "gzip-6 bytes", "gzip-6 ms");
+  std::printf(
+      "\n100000 series (70k counters, 20k gauges, 10k histograms x 10 buckets); registration %.0f "
+      "ms, "
+      "collect %.1f ms\n",
+      register_ms, collect_ms);
+  std::printf("%-20s %12s %10s %12s %10s %12s %10s\n", "format", "bytes", "encode ms",
+              "gzip-1 bytes", "gzip-1 ms", "gzip-6 bytes", "gzip-6 ms");
   for (Row& r : rows) {
     r.encode_ms = BestMs(5, [&] {
       r.body.clear();
@@ -112,8 +120,8 @@ TEST(FormatsSpeedTest, LargeRegionSizesAndEncodeTimes) {
     std::string gz1, gz6;
     const double gz1_ms = BestMs(3, [&] { gz1 = Gzip(r.body, 1); });
     const double gz6_ms = BestMs(1, [&] { gz6 = Gzip(r.body, 6); });
-    std::printf("%-20s %12zu %10.1f %12zu %10.1f %12zu %10.1f\n", r.format, r.body.size(), r.encode_ms, gz1.size(),
-                gz1_ms, gz6.size(), gz6_ms);
+    std::printf("%-20s %12zu %10.1f %12zu %10.1f %12zu %10.1f\n", r.format, r.body.size(),
+                r.encode_ms, gz1.size(), gz1_ms, gz6.size(), gz6_ms);
     EXPECT_EQ(Gunzip(gz1), r.body);
     EXPECT_LT(r.encode_ms, 2000) << r.format;  // 100k series in well under a scrape timeout
   }

@@ -30,8 +30,8 @@ std::string MetricsLikeText(size_t lines) {
   std::mt19937_64 rng(7);
   std::string s;
   for (size_t i = 0; i < lines; ++i) {
-    s += "http_requests_total{method=\"GET\",code=\"" + std::to_string(200 + rng() % 5) + "\",path=\"/p" +
-         std::to_string(i) + "\"} " + std::to_string(rng() % 100000) + "\n";
+    s += "http_requests_total{method=\"GET\",code=\"" + std::to_string(200 + rng() % 5) +
+         "\",path=\"/p" + std::to_string(i) + "\"} " + std::to_string(rng() % 100000) + "\n";
   }
   return s;
 }
@@ -40,7 +40,8 @@ TEST(GzipTest, RoundTripsThroughZlib) {
   std::mt19937_64 rng(1);
   std::string random_bytes(100000, '\0');
   for (char& c : random_bytes) c = static_cast<char>(rng());
-  for (const std::string& in : {std::string(), std::string("x"), MetricsLikeText(50000), random_bytes}) {
+  for (const std::string& in :
+       {std::string(), std::string("x"), MetricsLikeText(50000), random_bytes}) {
     const std::string gz = Gzip(in);
     ASSERT_GE(gz.size(), 18u);  // header + trailer
     EXPECT_EQ(static_cast<unsigned char>(gz[0]), 0x1f);

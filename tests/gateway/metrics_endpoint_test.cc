@@ -23,7 +23,8 @@ constexpr const char* kPrometheus242Accept =
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 constexpr const char* kPrometheus242NativeHistogramsAccept =
     "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,"
-    "application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "application/openmetrics-text;version=1.0.0;q=0.8,application/"
+    "openmetrics-text;version=0.0.1;q=0.75,"
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 std::string Header(const HttpResponse& r, const std::string& name) {
@@ -55,8 +56,8 @@ class GatewayEndpointTest : public ::testing::Test {
     options.region = name_.name;
     gateway_ = std::make_unique<Gateway>(options);
   }
-  HttpResponse Get(std::string_view accept, std::string_view accept_encoding = "", std::string_view query = "",
-                   double timeout = 0) {
+  HttpResponse Get(std::string_view accept, std::string_view accept_encoding = "",
+                   std::string_view query = "", double timeout = 0) {
     HttpRequestInfo info;
     info.method = "GET";
     info.path = "/metrics";
@@ -86,7 +87,8 @@ TEST_F(GatewayEndpointTest, NativeHistogramsHeaderGetsProtobuf) {
   const HttpResponse r = Get(kPrometheus242NativeHistogramsAccept, "gzip", "", 10);
   EXPECT_EQ(r.status, 200u);
   EXPECT_EQ(r.content_type,
-            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited");
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
+            "encoding=delimited");
   std::string error;
   const auto samples = testing::DecodeProtobuf(Gunzip(r.body), nullptr, &error);
   EXPECT_TRUE(error.empty()) << error;
@@ -103,7 +105,8 @@ TEST_F(GatewayEndpointTest, NoHeadersGetPlainText) {
 }
 
 TEST_F(GatewayEndpointTest, QueryOverridesAccept) {
-  EXPECT_EQ(Get(kPrometheus242Accept, "", "format=text").content_type, "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(Get(kPrometheus242Accept, "", "format=text").content_type,
+            "text/plain; version=0.0.4; charset=utf-8");
   EXPECT_EQ(Get("", "", "format=openmetrics").content_type,
             "application/openmetrics-text; version=1.0.0; charset=utf-8");
   const HttpResponse bad = Get("", "", "format=json");
@@ -117,9 +120,12 @@ TEST_F(GatewayEndpointTest, ResponsesAreCountedByFormatAndEncoding) {
   Get(kPrometheus242Accept, "gzip");
   Get(kPrometheus242NativeHistogramsAccept, "");
   const HttpResponse r = Get("", "");
-  EXPECT_NE(r.body.find("shmetrics_scrapes_total{encoding=\"gzip\",format=\"openmetrics\"} 2\n"), std::string::npos);
-  EXPECT_NE(r.body.find("shmetrics_scrapes_total{encoding=\"identity\",format=\"protobuf\"} 1\n"), std::string::npos);
-  EXPECT_NE(r.body.find("shmetrics_scrapes_total{encoding=\"identity\",format=\"text\"} 0\n"), std::string::npos);
+  EXPECT_NE(r.body.find("shmetrics_scrapes_total{encoding=\"gzip\",format=\"openmetrics\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(r.body.find("shmetrics_scrapes_total{encoding=\"identity\",format=\"protobuf\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(r.body.find("shmetrics_scrapes_total{encoding=\"identity\",format=\"text\"} 0\n"),
+            std::string::npos);
 }
 
 TEST_F(GatewayEndpointTest, ScrapeOverTheTimeoutAnswers503) {
@@ -142,8 +148,12 @@ TEST(MetricsEndpointTest, SlowRendererPastTheTimeoutGets503) {
     return std::string("x 1\n");
   });
   EXPECT_EQ(r.status, 503u);
-  EXPECT_EQ(CounterValue(registry, "shmetrics_scrape_deadline_actions_total", {{"action", "answered_503"}}), 1);
-  EXPECT_EQ(CounterValue(registry, "shmetrics_scrapes_total", {{"encoding", "identity"}, {"format", "text"}}), 0);
+  EXPECT_EQ(CounterValue(registry, "shmetrics_scrape_deadline_actions_total",
+                         {{"action", "answered_503"}}),
+            1);
+  EXPECT_EQ(CounterValue(registry, "shmetrics_scrapes_total",
+                         {{"encoding", "identity"}, {"format", "text"}}),
+            0);
 }
 
 TEST(MetricsEndpointTest, GzipIsSkippedWhenItWouldMissTheDeadline) {
@@ -159,15 +169,21 @@ TEST(MetricsEndpointTest, GzipIsSkippedWhenItWouldMissTheDeadline) {
   EXPECT_EQ(r.status, 200u);
   EXPECT_EQ(Header(r, "Content-Encoding"), "");
   EXPECT_EQ(r.body, big);
-  EXPECT_EQ(CounterValue(registry, "shmetrics_scrape_deadline_actions_total", {{"action", "skipped_gzip"}}), 1);
-  EXPECT_EQ(CounterValue(registry, "shmetrics_scrapes_total", {{"encoding", "identity"}, {"format", "text"}}), 1);
+  EXPECT_EQ(CounterValue(registry, "shmetrics_scrape_deadline_actions_total",
+                         {{"action", "skipped_gzip"}}),
+            1);
+  EXPECT_EQ(CounterValue(registry, "shmetrics_scrapes_total",
+                         {{"encoding", "identity"}, {"format", "text"}}),
+            1);
 
   // Without a deadline gzip always happens.
   info.scrape_timeout_seconds = 0;
   r = endpoint.Handle(info, [&](Format) { return big; });
   EXPECT_EQ(Header(r, "Content-Encoding"), "gzip");
   EXPECT_EQ(Gunzip(r.body), big);
-  EXPECT_EQ(CounterValue(registry, "shmetrics_scrapes_total", {{"encoding", "gzip"}, {"format", "text"}}), 1);
+  EXPECT_EQ(
+      CounterValue(registry, "shmetrics_scrapes_total", {{"encoding", "gzip"}, {"format", "text"}}),
+      1);
 
   // The real throughput measured there now predicts that 1 MB fits in 10 s.
   info.scrape_timeout_seconds = 10;
@@ -178,7 +194,7 @@ TEST(MetricsEndpointTest, GzipIsSkippedWhenItWouldMissTheDeadline) {
 TEST(MetricsEndpointTest, GzipFits) {
   EXPECT_TRUE(MetricsEndpoint::GzipFits(1000, 1000, 1.0));
   EXPECT_FALSE(MetricsEndpoint::GzipFits(1001, 1000, 1.0));
-  EXPECT_FALSE(MetricsEndpoint::GzipFits(1, 1e9, -0.5));  // already late
+  EXPECT_FALSE(MetricsEndpoint::GzipFits(1, 1e9, -0.5));    // already late
   EXPECT_TRUE(MetricsEndpoint::GzipFits(1 << 30, 0, 0.1));  // no estimate: try
 }
 

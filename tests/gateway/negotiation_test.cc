@@ -15,7 +15,8 @@ constexpr const char* kPrometheus242Accept =
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 constexpr const char* kPrometheus242NativeHistogramsAccept =
     "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,"
-    "application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "application/openmetrics-text;version=1.0.0;q=0.8,application/"
+    "openmetrics-text;version=0.0.1;q=0.75,"
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 TEST(NegotiationTest, Prometheus242DefaultHeaderGetsOpenMetrics) {
@@ -33,7 +34,8 @@ TEST(NegotiationTest, AbsentWildcardOrGarbageFallsBackToText) {
   EXPECT_EQ(NegotiateFormat("garbage"), Format::kText);
   EXPECT_EQ(NegotiateFormat(",,;;==//"), Format::kText);
   EXPECT_EQ(NegotiateFormat("application/json"), Format::kText);
-  EXPECT_EQ(NegotiateFormat("application/openmetrics-text;q=0"), Format::kText);  // refused: fallback
+  EXPECT_EQ(NegotiateFormat("application/openmetrics-text;q=0"),
+            Format::kText);  // refused: fallback
   EXPECT_EQ(NegotiateFormat("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
             Format::kText);  // a browser
 }
@@ -42,30 +44,36 @@ TEST(NegotiationTest, TextVersions) {
   EXPECT_EQ(NegotiateFormat("text/plain"), Format::kText);
   EXPECT_EQ(NegotiateFormat("text/plain;version=0.0.4"), Format::kText);
   // Prometheus 3's text 1.0.0 is not ours; with OpenMetrics listed too, that wins.
-  EXPECT_EQ(NegotiateFormat("text/plain;version=1.0.0;escaping=allow-utf-8,"
-                            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5"),
-            Format::kOpenMetrics);
+  EXPECT_EQ(
+      NegotiateFormat("text/plain;version=1.0.0;escaping=allow-utf-8,"
+                      "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5"),
+      Format::kOpenMetrics);
 }
 
 TEST(NegotiationTest, OpenMetricsVersions) {
   EXPECT_EQ(NegotiateFormat("application/openmetrics-text"), Format::kOpenMetrics);
   EXPECT_EQ(NegotiateFormat("application/openmetrics-text;version=1.0.0"), Format::kOpenMetrics);
   EXPECT_EQ(NegotiateFormat("application/openmetrics-text;version=0.0.1"), Format::kOpenMetrics);
-  EXPECT_EQ(NegotiateFormat("application/openmetrics-text;version=\"1.0.0\""), Format::kOpenMetrics);
+  EXPECT_EQ(NegotiateFormat("application/openmetrics-text;version=\"1.0.0\""),
+            Format::kOpenMetrics);
   EXPECT_EQ(NegotiateFormat("application/openmetrics-text;version=2.0.0"), Format::kText);
-  EXPECT_EQ(NegotiateFormat("application/openmetrics-text;version=1.0.0;charset=utf-8"), Format::kOpenMetrics);
+  EXPECT_EQ(NegotiateFormat("application/openmetrics-text;version=1.0.0;charset=utf-8"),
+            Format::kOpenMetrics);
   EXPECT_EQ(NegotiateFormat("application/openmetrics-text;version=1.0.0;unknown=1"), Format::kText);
 }
 
 TEST(NegotiationTest, ProtobufNeedsMessageAndDelimitedEncoding) {
   EXPECT_EQ(NegotiateFormat("application/vnd.google.protobuf"), Format::kText);
-  EXPECT_EQ(NegotiateFormat("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily"),
-            Format::kText);
-  EXPECT_EQ(NegotiateFormat("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
-                            "encoding=text"),
-            Format::kText);
-  EXPECT_EQ(NegotiateFormat("application/vnd.google.protobuf;proto=other.Message;encoding=delimited"),
-            Format::kText);
+  EXPECT_EQ(
+      NegotiateFormat("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily"),
+      Format::kText);
+  EXPECT_EQ(
+      NegotiateFormat("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+                      "encoding=text"),
+      Format::kText);
+  EXPECT_EQ(
+      NegotiateFormat("application/vnd.google.protobuf;proto=other.Message;encoding=delimited"),
+      Format::kText);
   EXPECT_EQ(NegotiateFormat("application/vnd.google.protobuf;encoding=delimited;"
                             "proto=io.prometheus.client.MetricFamily"),
             Format::kProtobuf);
@@ -73,7 +81,8 @@ TEST(NegotiationTest, ProtobufNeedsMessageAndDelimitedEncoding) {
 
 TEST(NegotiationTest, HighestQWins) {
   EXPECT_EQ(NegotiateFormat("text/plain;q=0.9,application/openmetrics-text;q=0.8"), Format::kText);
-  EXPECT_EQ(NegotiateFormat("text/plain;q=0.5,application/openmetrics-text;q=0.8"), Format::kOpenMetrics);
+  EXPECT_EQ(NegotiateFormat("text/plain;q=0.5,application/openmetrics-text;q=0.8"),
+            Format::kOpenMetrics);
   EXPECT_EQ(NegotiateFormat("*/*;q=0.1,application/openmetrics-text"), Format::kOpenMetrics);
   EXPECT_EQ(NegotiateFormat("application/openmetrics-text;q=0.1,*/*;q=0.2"), Format::kText);
   // Invalid q: the range is ignored, not read as 1.
@@ -95,7 +104,8 @@ TEST(NegotiationTest, MostSpecificRangeDecidesAFormatsQ) {
 }
 
 TEST(NegotiationTest, CaseAndWhitespaceAreTolerated) {
-  EXPECT_EQ(NegotiateFormat("  Application/OpenMetrics-Text ; Version=1.0.0 ; Q=0.9 , text/plain ; q=0.1"),
+  EXPECT_EQ(NegotiateFormat(
+                "  Application/OpenMetrics-Text ; Version=1.0.0 ; Q=0.9 , text/plain ; q=0.1"),
             Format::kOpenMetrics);
   EXPECT_EQ(NegotiateFormat("TEXT/PLAIN"), Format::kText);
 }
@@ -103,9 +113,11 @@ TEST(NegotiationTest, CaseAndWhitespaceAreTolerated) {
 TEST(NegotiationTest, ExactContentTypes) {
   EXPECT_STREQ(ContentType(Format::kText), "text/plain; version=0.0.4; charset=utf-8");
   EXPECT_STREQ(ContentType(Format::kText), kTextContentType);
-  EXPECT_STREQ(ContentType(Format::kOpenMetrics), "application/openmetrics-text; version=1.0.0; charset=utf-8");
+  EXPECT_STREQ(ContentType(Format::kOpenMetrics),
+               "application/openmetrics-text; version=1.0.0; charset=utf-8");
   EXPECT_STREQ(ContentType(Format::kProtobuf),
-               "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited");
+               "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
+               "encoding=delimited");
 }
 
 TEST(NegotiationTest, AcceptEncoding) {

@@ -40,14 +40,30 @@ std::string Number(double v) {
 // Self-metric families of every type prometheus-cpp has.
 std::shared_ptr<prometheus::Registry> SelfRegistry() {
   auto r = std::make_shared<prometheus::Registry>();
-  prometheus::BuildCounter().Name("self_events_total").Help("Events.").Register(*r).Add({{"kind", "a\"b"}}).Increment(3);
-  prometheus::BuildGauge().Name("self_level").Help("Level \\ with backslash.").Register(*r).Add({}).Set(-1.25);
-  auto& h = prometheus::BuildHistogram().Name("self_duration_seconds").Help("Duration.").Register(*r).Add(
-      {}, prometheus::Histogram::BucketBoundaries{0.001, 0.01, 0.1});
+  prometheus::BuildCounter()
+      .Name("self_events_total")
+      .Help("Events.")
+      .Register(*r)
+      .Add({{"kind", "a\"b"}})
+      .Increment(3);
+  prometheus::BuildGauge()
+      .Name("self_level")
+      .Help("Level \\ with backslash.")
+      .Register(*r)
+      .Add({})
+      .Set(-1.25);
+  auto& h = prometheus::BuildHistogram()
+                .Name("self_duration_seconds")
+                .Help("Duration.")
+                .Register(*r)
+                .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.01, 0.1});
   h.Observe(0.005);
   h.Observe(0.5);
-  auto& s = prometheus::BuildSummary().Name("self_size").Help("Size.").Register(*r).Add(
-      {}, prometheus::Summary::Quantiles{{0.5, 0.05}, {0.9, 0.01}});
+  auto& s = prometheus::BuildSummary()
+                .Name("self_size")
+                .Help("Size.")
+                .Register(*r)
+                .Add({}, prometheus::Summary::Quantiles{{0.5, 0.05}, {0.9, 0.01}});
   s.Observe(10);
   s.Observe(20);
   prometheus::BuildCounter().Name("self_empty_total").Help("No children.").Register(*r);
@@ -59,9 +75,10 @@ std::shared_ptr<prometheus::Registry> SelfRegistry() {
 Samples WithoutOpenMetricsOmissions(Samples s) {
   for (auto it = s.begin(); it != s.end();) {
     const std::string& k = it->first;
-    const bool omitted = k.starts_with("fmt_delta_celsius_sum") || k.starts_with("fmt_delta_celsius_count") ||
-                         k.starts_with("fmt_offset_sum") || k.starts_with("fmt_offset_count") ||
-                         k.starts_with("fmt_nan_observed_sum") || k.starts_with("fmt_nan_observed_count");
+    const bool omitted =
+        k.starts_with("fmt_delta_celsius_sum") || k.starts_with("fmt_delta_celsius_count") ||
+        k.starts_with("fmt_offset_sum") || k.starts_with("fmt_offset_count") ||
+        k.starts_with("fmt_nan_observed_sum") || k.starts_with("fmt_nan_observed_count");
     it = omitted ? s.erase(it) : std::next(it);
   }
   return s;
@@ -81,7 +98,8 @@ Samples WithoutCreated(const Samples& s, Samples* created) {
 
 TEST(OpenMetricsFormatTest, StrictParserAcceptsItAndValuesMatchText) {
   ScopedRegionName name("om");
-  const double start = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double start =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   Client& client = Client::Attach(name.name, SmallOptions());
   testing::PopulateRegion(client);
   RegionReader reader(shm::Region::Open(name.name));
@@ -107,7 +125,8 @@ TEST(OpenMetricsFormatTest, StrictParserAcceptsItAndValuesMatchText) {
   const Samples om_samples = WithoutCreated(parsed.samples, &created);
   // text 0.0.4 (exposition.cc) writes a summary's _sum and _count only, not its quantiles.
   Samples om_comparable = om_samples;
-  std::erase_if(om_comparable, [](const auto& kv) { return kv.first.find("quantile=") != std::string::npos; });
+  std::erase_if(om_comparable,
+                [](const auto& kv) { return kv.first.find("quantile=") != std::string::npos; });
   std::string diff;
   EXPECT_TRUE(SameSamples(WithoutOpenMetricsOmissions(text_samples), om_comparable, &diff)) << diff;
 
@@ -118,16 +137,17 @@ TEST(OpenMetricsFormatTest, StrictParserAcceptsItAndValuesMatchText) {
   EXPECT_TRUE(std::isnan(om_samples.at("fmt_special{v=nan}")));
 
   // _created for every counter and histogram series, and only there: the registration time.
-  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   EXPECT_EQ(created.count("fmt_requests_created{method=GET,path=/a\"b}"), 1u);
   EXPECT_EQ(created.count("fmt_latency_seconds_created{route=/api}"), 1u);
   EXPECT_EQ(created.count("fmt_idle_created{x=y}"), 1u);
   for (const auto& [k, v] : created) {
     EXPECT_TRUE(k.starts_with("fmt_requests_created") || k.starts_with("fmt_sent_bytes_created") ||
                 k.starts_with("fmt_never_created") || k.starts_with("fmt_no_help_created") ||
-                k.starts_with("fmt_latency_seconds_created") || k.starts_with("fmt_delta_celsius_created") ||
-                k.starts_with("fmt_offset_created") || k.starts_with("fmt_nan_observed_created") ||
-                k.starts_with("fmt_idle_created"))
+                k.starts_with("fmt_latency_seconds_created") ||
+                k.starts_with("fmt_delta_celsius_created") || k.starts_with("fmt_offset_created") ||
+                k.starts_with("fmt_nan_observed_created") || k.starts_with("fmt_idle_created"))
         << k;
     EXPECT_GE(v, start - 5) << k;
     EXPECT_LE(v, now + 1) << k;
@@ -137,7 +157,8 @@ TEST(OpenMetricsFormatTest, StrictParserAcceptsItAndValuesMatchText) {
   auto has_family = [&](const std::string& line) {
     return std::find(parsed.families.begin(), parsed.families.end(), line) != parsed.families.end();
   };
-  EXPECT_TRUE(has_family("fmt_requests|counter||Requests, with \"quotes\", a back\\slash and a\nnewline."));
+  EXPECT_TRUE(
+      has_family("fmt_requests|counter||Requests, with \"quotes\", a back\\slash and a\nnewline."));
   EXPECT_TRUE(has_family("fmt_sent_bytes|counter|bytes|Bytes sent."));
   EXPECT_TRUE(has_family("fmt_latency_seconds|histogram|seconds|Latency."));
   EXPECT_TRUE(has_family("fmt_room_celsius|gauge|celsius|Temperature."));
@@ -197,7 +218,8 @@ TEST(OpenMetricsFormatTest, GatewayRenderEndsWithOneEof) {
   EXPECT_EQ(body.find("# EOF"), body.size() - 6);
   const testing::StrictParse parsed = ParseOpenMetricsStrictly(body);
   EXPECT_TRUE(parsed.ok) << parsed.error;
-  EXPECT_EQ(parsed.samples.count("shmetrics_scrapes_total{encoding=identity,format=openmetrics}"), 1u);
+  EXPECT_EQ(parsed.samples.count("shmetrics_scrapes_total{encoding=identity,format=openmetrics}"),
+            1u);
 }
 
 TEST(OpenMetricsFormatTest, EmptyRegionIsJustEof) {

@@ -32,14 +32,25 @@ using testing::Samples;
 
 std::vector<prometheus::MetricFamily> SelfFamilies() {
   prometheus::Registry r;
-  prometheus::BuildCounter().Name("self_events_total").Help("Events.").Register(r).Add({{"kind", "x"}}).Increment(3);
+  prometheus::BuildCounter()
+      .Name("self_events_total")
+      .Help("Events.")
+      .Register(r)
+      .Add({{"kind", "x"}})
+      .Increment(3);
   prometheus::BuildGauge().Name("self_level").Help("Level.").Register(r).Add({}).Set(-1.25);
-  auto& h = prometheus::BuildHistogram().Name("self_duration_seconds").Help("Duration.").Register(r).Add(
-      {}, prometheus::Histogram::BucketBoundaries{0.001, 0.01, 0.1});
+  auto& h = prometheus::BuildHistogram()
+                .Name("self_duration_seconds")
+                .Help("Duration.")
+                .Register(r)
+                .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.01, 0.1});
   h.Observe(0.005);
   h.Observe(0.5);
-  auto& s = prometheus::BuildSummary().Name("self_size").Help("Size.").Register(r).Add(
-      {}, prometheus::Summary::Quantiles{{0.5, 0.05}});
+  auto& s = prometheus::BuildSummary()
+                .Name("self_size")
+                .Help("Size.")
+                .Register(r)
+                .Add({}, prometheus::Summary::Quantiles{{0.5, 0.05}});
   s.Observe(10);
   return r.Collect();
 }
@@ -81,7 +92,10 @@ TEST(ProtobufFormatTest, DecodesToTheTextBodyValueByValue) {
   Samples from_protobuf = DecodeProtobuf(body, &families, &error);
   ASSERT_TRUE(error.empty()) << error;
   // text 0.0.4 (exposition.cc) writes a summary's _sum and _count only, not its quantiles.
-  EXPECT_EQ(std::erase_if(from_protobuf, [](const auto& kv) { return kv.first.find("quantile=") != std::string::npos; }), 1u);
+  EXPECT_EQ(
+      std::erase_if(from_protobuf,
+                    [](const auto& kv) { return kv.first.find("quantile=") != std::string::npos; }),
+      1u);
   std::string diff;
   EXPECT_TRUE(SameSamples(from_text, from_protobuf, &diff)) << diff;
   EXPECT_GT(from_protobuf.size(), 70u);
@@ -91,7 +105,8 @@ TEST(ProtobufFormatTest, DecodesToTheTextBodyValueByValue) {
     return std::find(families.begin(), families.end(), line) != families.end();
   };
   // Names as series names (a counter's with _total), raw HELP, units where declared.
-  EXPECT_TRUE(has_family("fmt_requests_total|COUNTER||Requests, with \"quotes\", a back\\slash and a\nnewline."));
+  EXPECT_TRUE(has_family(
+      "fmt_requests_total|COUNTER||Requests, with \"quotes\", a back\\slash and a\nnewline."));
   EXPECT_TRUE(has_family("fmt_sent_bytes_total|COUNTER|bytes|Bytes sent."));
   EXPECT_TRUE(has_family("fmt_latency_seconds|HISTOGRAM|seconds|Latency."));
   EXPECT_TRUE(has_family("fmt_gauge_all|GAUGE||A gauge in mode fmt_gauge_all"));
@@ -104,7 +119,8 @@ TEST(ProtobufFormatTest, FramingIsProtobufsDelimitedFraming) {
   Client& client = Client::Attach(name.name, SmallOptions());
   testing::PopulateRegion(client);
   // One family large enough for a multi-byte length prefix (> 16 KiB).
-  auto& big = BuildCounter().Name("fmt_big_total").Help("Many series.").Labels({"i"}).Register(client);
+  auto& big =
+      BuildCounter().Name("fmt_big_total").Help("Many series.").Labels({"i"}).Register(client);
   for (int i = 0; i < 600; ++i) big.Add({"series-number-" + std::to_string(i)}).Inc();
   RegionReader reader(shm::Region::Open(name.name));
   Snapshot snap;
@@ -137,9 +153,12 @@ TEST(ProtobufFormatTest, CountersAndHistogramsCarryCreatedTimestamps) {
   reader.Collect(snap);
   std::string body;
   AppendProtobuf(reader, snap, body);
-  const int64_t lo = std::chrono::duration_cast<std::chrono::seconds>(start.time_since_epoch()).count() - 5;
+  const int64_t lo =
+      std::chrono::duration_cast<std::chrono::seconds>(start.time_since_epoch()).count() - 5;
   const int64_t hi = std::chrono::duration_cast<std::chrono::seconds>(
-                         std::chrono::system_clock::now().time_since_epoch()).count() + 1;
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count() +
+                     1;
   int counters = 0, histograms = 0;
   for (const pb::MetricFamily& mf : Records(body)) {
     for (const pb::Metric& m : mf.metric()) {

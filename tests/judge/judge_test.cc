@@ -15,6 +15,7 @@
 // the end (RAII, and PR_SET_PDEATHSIG should the test itself die); each wait is bounded.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -30,16 +31,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "shmetrics/shmetrics.h"
 
@@ -49,7 +48,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kWorkers = 4;
-constexpr int kLiveWorkers = 2;            // workers 2 and 3 stay; 0 and 1 exit (folded)
+constexpr int kLiveWorkers = 2;  // workers 2 and 3 stay; 0 and 1 exit (folded)
 constexpr int kObservationsPerWorker = 1000;
 
 double UnixNow() {
@@ -151,7 +150,8 @@ class TempDir {
 };
 
 struct RegionName {
-  RegionName() : name("shmetrics-judge-" + std::to_string(::getpid()) + "-" + std::to_string(counter++)) {
+  RegionName()
+      : name("shmetrics-judge-" + std::to_string(::getpid()) + "-" + std::to_string(counter++)) {
     shmetrics::shm::Region::Remove(name);
   }
   ~RegionName() { shmetrics::shm::Region::Remove(name); }
@@ -166,7 +166,9 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-std::string Tail(const std::string& s, size_t n = 4000) { return s.size() <= n ? s : s.substr(s.size() - n); }
+std::string Tail(const std::string& s, size_t n = 4000) {
+  return s.size() <= n ? s : s.substr(s.size() - n);
+}
 
 // --- HTTP and the Prometheus API -----------------------------------------------------------------
 
@@ -202,7 +204,8 @@ HttpResult HttpGet(uint16_t port, const std::string& target, Clock::duration tim
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = htons(port);
   auto wait_for = [&](short events) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) return false;
     pollfd p{fd, events, 0};
     return ::poll(&p, 1, static_cast<int>(left)) == 1;
@@ -280,12 +283,14 @@ class PrometheusApi {
       const auto& data = v.at("data").as_object();
       std::vector<Sample> out;
       if (data.at("resultType").as_string() == "scalar") {
-        out.push_back(Sample{{}, std::stod(std::string(data.at("result").as_array().at(1).as_string()))});
+        out.push_back(
+            Sample{{}, std::stod(std::string(data.at("result").as_array().at(1).as_string()))});
         return out;
       }
       for (const auto& item : data.at("result").as_array()) {
         Sample s;
-        for (const auto& [k, lv] : item.at("metric").as_object()) s.labels[std::string(k)] = std::string(lv.as_string());
+        for (const auto& [k, lv] : item.at("metric").as_object())
+          s.labels[std::string(k)] = std::string(lv.as_string());
         s.value = std::stod(std::string(item.at("value").as_array().at(1).as_string()));
         out.push_back(std::move(s));
       }
@@ -322,7 +327,8 @@ class PrometheusApi {
     bool found = false;
     while (std::getline(lines, line)) {
       if (line.compare(0, name.size(), name) != 0) continue;
-      if (line.size() > name.size() && line[name.size()] != ' ' && line[name.size()] != '{') continue;
+      if (line.size() > name.size() && line[name.size()] != ' ' && line[name.size()] != '{')
+        continue;
       sum += std::stod(line.substr(line.rfind(' ') + 1));
       found = true;
     }
@@ -349,24 +355,46 @@ bool WaitFor(const std::function<bool()>& condition, Clock::duration timeout) {
 // 0.0001 and 1234567 are spelled differently by naive float printing ("1e-04", "1234567.0") and by
 // Go ("0.0001", "1.234567e+06"): Prometheus spells protobuf bounds the Go way, so OpenMetrics must
 // too, or a histogram's series would change with the negotiated format.
-std::vector<double> LatencyBuckets() { return {0.0001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1234567}; }
+std::vector<double> LatencyBuckets() {
+  return {0.0001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1234567};
+}
 
 // Worker w registers the judge families, writes its known values, reports on `ready_fd`, then
 // exits (w < kWorkers - kLiveWorkers) or waits for EOF on `park_fd`.
 int RunWorker(const std::string& region, int w, int ready_fd, int park_fd) {
   using namespace shmetrics;
   Client& client = Client::Attach(region);
-  auto& requests = BuildCounter().Name("judge_requests_total").Help("Requests by code.").Labels({"code"}).Register(client);
-  auto& sent = BuildCounter().Name("judge_sent_bytes_total").Help("Bytes sent.").Unit("bytes").Register(client);
+  auto& requests = BuildCounter()
+                       .Name("judge_requests_total")
+                       .Help("Requests by code.")
+                       .Labels({"code"})
+                       .Register(client);
+  auto& sent = BuildCounter()
+                   .Name("judge_sent_bytes_total")
+                   .Help("Bytes sent.")
+                   .Unit("bytes")
+                   .Register(client);
   auto& latency = BuildHistogram()
                       .Name("judge_latency_seconds")
                       .Help("Latency.")
                       .Unit("seconds")
                       .Buckets(LatencyBuckets())
                       .Register(client);
-  auto& in_flight = BuildGauge().Name("judge_in_flight").Help("In flight.").Mode(GaugeMode::kLiveSum).Register(client);
-  auto& version = BuildGauge().Name("judge_config_version").Help("Config version.").Mode(GaugeMode::kMax).Register(client);
-  auto& rss = BuildGauge().Name("judge_worker_rss_bytes").Help("RSS.").Mode(GaugeMode::kLiveAll).Register(client);
+  auto& in_flight = BuildGauge()
+                        .Name("judge_in_flight")
+                        .Help("In flight.")
+                        .Mode(GaugeMode::kLiveSum)
+                        .Register(client);
+  auto& version = BuildGauge()
+                      .Name("judge_config_version")
+                      .Help("Config version.")
+                      .Mode(GaugeMode::kMax)
+                      .Register(client);
+  auto& rss = BuildGauge()
+                  .Name("judge_worker_rss_bytes")
+                  .Help("RSS.")
+                  .Mode(GaugeMode::kLiveAll)
+                  .Register(client);
 
   Counter& ok = requests.Add({"200"});
   for (int i = 0; i < 1000 * (w + 1); ++i) ok.Inc();
@@ -402,7 +430,8 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
   const JudgeRun run = GetParam();
   const double test_start = UnixNow();
   ASSERT_EQ(::access(SHMETRICS_PROMETHEUS_BIN, X_OK), 0)
-      << SHMETRICS_PROMETHEUS_BIN << " is missing: install Debian's prometheus package (scripts/test does)";
+      << SHMETRICS_PROMETHEUS_BIN
+      << " is missing: install Debian's prometheus package (scripts/test does)";
   TempDir dir;
   ASSERT_FALSE(dir.path().empty());
   RegionName region;
@@ -414,10 +443,11 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
   for (int attempt = 0; attempt < 3 && gateway_port == 0; ++attempt) {
     const uint16_t port = PickFreePort();
     ASSERT_TRUE(gateway.Spawn({SHMETRICS_GATEWAY_BIN, "--region", region.name, "--listen",
-                               "127.0.0.1:" + std::to_string(port), "--size", "8M", "--max-series", "4096",
-                               "--max-slots", "32", "--max-cells", "65536"},
+                               "127.0.0.1:" + std::to_string(port), "--size", "8M", "--max-series",
+                               "4096", "--max-slots", "32", "--max-cells", "65536"},
                               gateway_log));
-    if (WaitFor([&] { return gateway.Exited() || HttpGet(port, "/healthz", 1s).status == 200; }, 10s) &&
+    if (WaitFor([&] { return gateway.Exited() || HttpGet(port, "/healthz", 1s).status == 200; },
+                10s) &&
         !gateway.Exited()) {
       gateway_port = port;
     } else {
@@ -475,19 +505,22 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
   const std::string prometheus_log = dir.path() + "/prometheus.log";
   for (int attempt = 0; attempt < 3 && prometheus_port == 0; ++attempt) {
     const uint16_t port = PickFreePort();
-    std::vector<std::string> argv = {SHMETRICS_PROMETHEUS_BIN, "--config.file=" + config,
-                                     "--storage.tsdb.path=" + dir.path() + "/data-" + std::to_string(attempt),
-                                     "--web.listen-address=127.0.0.1:" + std::to_string(port)};
+    std::vector<std::string> argv = {
+        SHMETRICS_PROMETHEUS_BIN, "--config.file=" + config,
+        "--storage.tsdb.path=" + dir.path() + "/data-" + std::to_string(attempt),
+        "--web.listen-address=127.0.0.1:" + std::to_string(port)};
     if (run.native_histograms) argv.push_back("--enable-feature=native-histograms");
     ASSERT_TRUE(prometheus.Spawn(argv, prometheus_log));
-    if (WaitFor([&] { return prometheus.Exited() || HttpGet(port, "/-/ready", 1s).status == 200; }, 15s) &&
+    if (WaitFor([&] { return prometheus.Exited() || HttpGet(port, "/-/ready", 1s).status == 200; },
+                15s) &&
         !prometheus.Exited()) {
       prometheus_port = port;
     } else {
       prometheus.Kill();
     }
   }
-  ASSERT_NE(prometheus_port, 0) << "prometheus did not come up:\n" << Tail(ReadFile(prometheus_log));
+  ASSERT_NE(prometheus_port, 0) << "prometheus did not come up:\n"
+                                << Tail(ReadFile(prometheus_log));
   PrometheusApi api(prometheus_port);
   // On any failure, however the test ends: both logs and the last API error, once.
   struct LogsOnFailure {
@@ -496,8 +529,10 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
       if (::testing::Test::HasFailure()) print();
     }
   } logs_on_failure{[&] {
-    std::cerr << "--- gateway log ---\n" << Tail(ReadFile(gateway_log)) << "\n--- prometheus log ---\n"
-              << Tail(ReadFile(prometheus_log)) << "\n--- last API error ---\n" << api.last_error() << "\n";
+    std::cerr << "--- gateway log ---\n"
+              << Tail(ReadFile(gateway_log)) << "\n--- prometheus log ---\n"
+              << Tail(ReadFile(prometheus_log)) << "\n--- last API error ---\n"
+              << api.last_error() << "\n";
   }};
 
   // The target is up (Prometheus 2.42 applies new targets on a 5 s tick, so this takes ~6 s).
@@ -524,15 +559,17 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
 
   // The negotiated format: only the expected one was served, and gzip-coded.
   const std::string fmt = run.expected_format;
-  EXPECT_GE(api.Scalar("sum(shmetrics_scrapes_total{format=\"" + fmt + "\",encoding=\"gzip\"})"), 1);
+  EXPECT_GE(api.Scalar("sum(shmetrics_scrapes_total{format=\"" + fmt + "\",encoding=\"gzip\"})"),
+            1);
   EXPECT_EQ(api.Scalar("sum(shmetrics_scrapes_total{format!=\"" + fmt + "\"})"), 0);
   EXPECT_EQ(api.Scalar("sum(shmetrics_scrapes_total{encoding=\"identity\"})"), 0);
 
   // Every series once: exactly the expected judge_* series...
   std::map<std::string, double> expected = {
-      {"judge_requests_total", 2}, {"judge_sent_bytes_total", 1},       {"judge_latency_seconds_bucket", 11},
-      {"judge_latency_seconds_sum", 1}, {"judge_latency_seconds_count", 1}, {"judge_in_flight", 1},
-      {"judge_config_version", 1}, {"judge_worker_rss_bytes", kLiveWorkers},
+      {"judge_requests_total", 2},          {"judge_sent_bytes_total", 1},
+      {"judge_latency_seconds_bucket", 11}, {"judge_latency_seconds_sum", 1},
+      {"judge_latency_seconds_count", 1},   {"judge_in_flight", 1},
+      {"judge_config_version", 1},          {"judge_worker_rss_bytes", kLiveWorkers},
   };
   if (!run.native_histograms) {  // Prometheus 2.42 stores OpenMetrics _created lines as series
     expected["judge_requests_created"] = 2;
@@ -598,7 +635,8 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
     ASSERT_TRUE(meta);
     std::string unit;
     try {
-      unit = std::string(meta->at("data").at("judge_sent_bytes").as_array().at(0).at("unit").as_string());
+      unit = std::string(
+          meta->at("data").at("judge_sent_bytes").as_array().at(0).at("unit").as_string());
     } catch (...) {
     }
     EXPECT_EQ(unit, "bytes") << boost::json::serialize(*meta);
@@ -606,10 +644,12 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Prometheus242, JudgeTest,
-                         ::testing::Values(JudgeRun{false, "openmetrics"}, JudgeRun{true, "protobuf"}),
+                         ::testing::Values(JudgeRun{false, "openmetrics"},
+                                           JudgeRun{true, "protobuf"}),
                          [](const ::testing::TestParamInfo<JudgeRun>& info) {
-                           return info.param.native_histograms ? "NativeHistogramsNegotiatesProtobuf"
-                                                               : "PlainNegotiatesOpenMetrics";
+                           return info.param.native_histograms
+                                      ? "NativeHistogramsNegotiatesProtobuf"
+                                      : "PlainNegotiatesOpenMetrics";
                          });
 
 }  // namespace
