@@ -91,7 +91,7 @@ void AppendMetadata(std::string& out, std::string_view name, const char* type,
 // name suffix{labels[,extra_name="extra_value"]} value
 void AppendSample(std::string& out, std::string_view name, const char* suffix,
                   std::string_view labels, const char* extra_name, std::string_view extra_value,
-                  double value) {
+                  double value, const ExemplarValue* exemplar = nullptr) {
   out += name;
   out += suffix;
   if (!labels.empty() || extra_name != nullptr) {
@@ -108,6 +108,20 @@ void AppendSample(std::string& out, std::string_view name, const char* suffix,
   }
   out += ' ';
   om::AppendNumber(out, value);
+  if (exemplar != nullptr && exemplar->present) {  // " # {labels} value timestamp"
+    out += " # {";
+    for (size_t i = 0; i < exemplar->labels.size(); ++i) {
+      if (i) out += ',';
+      out += exemplar->labels[i].first;
+      out += "=\"";
+      text::AppendLabelValue(out, exemplar->labels[i].second);
+      out += '"';
+    }
+    out += "} ";
+    om::AppendNumber(out, exemplar->value);
+    out += ' ';
+    om::AppendNumber(out, static_cast<double>(exemplar->unix_ns) / 1e9);
+  }
   out += '\n';
 }
 
@@ -121,7 +135,7 @@ void AppendCreated(std::string& out, std::string_view name, std::string_view lab
 template <typename BucketCount>
 void AppendHistogram(std::string& out, std::string_view name, std::string_view labels,
                      const std::vector<double>& bounds, BucketCount count_of, double sum,
-                     uint64_t created_ns) {
+                     uint64_t created_ns, const std::vector<ExemplarValue>* exemplars = nullptr) {
   const size_t n = bounds.size() + 1;
   for (size_t b = 0; b < n; ++b) {
     if (!ValidCount(count_of(b))) return;  // corrupt counts: leave the series out
@@ -133,7 +147,9 @@ void AppendHistogram(std::string& out, std::string_view name, std::string_view l
     bound.clear();
     om::AppendNumber(bound,
                      b < bounds.size() ? bounds[b] : std::numeric_limits<double>::infinity());
-    AppendSample(out, name, "_bucket", labels, "le", bound, cumulative);
+    const ExemplarValue* ex =
+        exemplars != nullptr && b < exemplars->size() ? &(*exemplars)[b] : nullptr;
+    AppendSample(out, name, "_bucket", labels, "le", bound, cumulative, ex);
   }
   const bool negative_bounds = !bounds.empty() && bounds.front() < 0;
   if (!negative_bounds && sum >= 0) {  // false for NaN too
@@ -174,7 +190,9 @@ void AppendOpenMetrics(const RegionReader& reader, const Snapshot& snap, std::st
         case shm::MetricType::kCounter: {
           const double v = snap.sums[base];
           if (!(v >= 0)) break;  // negative or NaN: only a corrupt region; OpenMetrics forbids it
-          AppendSample(out, name, "_total", s.text_labels, nullptr, {}, v);
+          const bool has_exemplar = si < snap.exemplars.size() && !snap.exemplars[si].empty();
+          AppendSample(out, name, "_total", s.text_labels, nullptr, {}, v,
+                       has_exemplar ? &snap.exemplars[si][0] : nullptr);
           AppendCreated(out, name, s.text_labels, s.view.created_unix_ns);
           break;
         }
@@ -195,7 +213,8 @@ void AppendOpenMetrics(const RegionReader& reader, const Snapshot& snap, std::st
         case shm::MetricType::kHistogram:
           AppendHistogram(
               out, name, s.text_labels, fv.bounds, [&](size_t b) { return snap.sums[base + b]; },
-              snap.sums[base + fv.bounds.size() + 1], s.view.created_unix_ns);
+              snap.sums[base + fv.bounds.size() + 1], s.view.created_unix_ns,
+              si < snap.exemplars.size() ? &snap.exemplars[si] : nullptr);
           break;
       }
     }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <map>
 
 #include "metrics.pb.h"
 #include "openmetrics_format.h"
@@ -69,6 +71,83 @@ void FillHistogram(pb::Histogram* h, const std::vector<double>& bounds, BucketCo
   h->set_sample_sum(sum);
 }
 
+void FillExemplar(pb::Exemplar* e, const ExemplarValue& x) {
+  for (const auto& [name, value] : x.labels) {
+    pb::LabelPair* l = e->add_label();
+    l->set_name(name);
+    l->set_value(value);
+  }
+  e->set_value(x.value);
+  SetTimestamp(e->mutable_timestamp(), x.unix_ns);
+}
+
+// Spans and deltas (or absolute float counts) of one sign, as the native histogram spec wants:
+// a span per run of consecutive indices, the first offset absolute, later ones the gap.
+void FillSign(const std::map<int32_t, double>& buckets, bool integer,
+              google::protobuf::RepeatedPtrField<pb::BucketSpan>* spans,
+              google::protobuf::RepeatedField<int64_t>* deltas,
+              google::protobuf::RepeatedField<double>* counts) {
+  int64_t next = 0;  // index after the previous bucket
+  double previous = 0;
+  pb::BucketSpan* span = nullptr;
+  for (auto [index, count] : buckets) {
+    if (span == nullptr || index != next) {
+      span = spans->Add();
+      span->set_offset(static_cast<int32_t>(span == &spans->at(0) ? index : index - next));
+      span->set_length(0);
+    }
+    span->set_length(span->length() + 1);
+    if (integer) {
+      deltas->Add(static_cast<int64_t>(count) - static_cast<int64_t>(previous));
+    } else {
+      counts->Add(count);
+    }
+    previous = count;
+    next = int64_t{index} + 1;
+  }
+}
+
+void FillNative(pb::Histogram* h, const shm::FamilyView& fv, const shm::native::Sparse* merged) {
+  const shm::native::Sparse empty = shm::native::Sparse::At(fv.native_schema);
+  const shm::native::Sparse& n = merged ? *merged : empty;
+  bool integer = IntegerCount(n.zero_count);
+  for (auto [k, v] : n.positive) integer = integer && IntegerCount(v);
+  for (auto [k, v] : n.negative) integer = integer && IntegerCount(v);
+  h->set_schema(n.schema);
+  h->set_zero_threshold(fv.native_zero_threshold);
+  if (integer) {
+    h->set_zero_count(static_cast<uint64_t>(n.zero_count));
+  } else {
+    h->set_zero_count_float(n.zero_count);
+  }
+  FillSign(n.positive, integer, h->mutable_positive_span(), h->mutable_positive_delta(),
+           h->mutable_positive_count());
+  FillSign(n.negative, integer, h->mutable_negative_span(), h->mutable_negative_delta(),
+           h->mutable_negative_count());
+  if (n.positive.empty() && n.negative.empty()) {
+    pb::BucketSpan* noop = h->add_positive_span();  // marks the histogram native (spec)
+    noop->set_offset(0);
+    noop->set_length(0);
+  }
+}
+
+// Exemplars of classic buckets; the +Inf bucket is implicit unless it carries one.
+void FillBucketExemplars(pb::Histogram* h, size_t finite, const std::vector<ExemplarValue>& ex) {
+  for (size_t b = 0; b < finite && b < ex.size(); ++b) {
+    if (ex[b].present) FillExemplar(h->mutable_bucket(static_cast<int>(b))->mutable_exemplar(), ex[b]);
+  }
+  if (ex.size() > finite && ex[finite].present) {
+    pb::Bucket* inf = h->add_bucket();
+    inf->set_upper_bound(std::numeric_limits<double>::infinity());
+    if (h->has_sample_count_float()) {
+      inf->set_cumulative_count_float(h->sample_count_float());
+    } else {
+      inf->set_cumulative_count(h->sample_count());
+    }
+    FillExemplar(inf->mutable_exemplar(), ex[finite]);
+  }
+}
+
 }  // namespace
 
 void AppendProtobuf(const RegionReader& reader, const Snapshot& snap, std::string& out) {
@@ -114,6 +193,9 @@ void AppendProtobuf(const RegionReader& reader, const Snapshot& snap, std::strin
         case shm::MetricType::kCounter: {
           pb::Counter* c = add_metric(s)->mutable_counter();
           c->set_value(snap.sums[base]);
+          if (si < snap.exemplars.size() && !snap.exemplars[si].empty() && snap.exemplars[si][0].present) {
+            FillExemplar(c->mutable_exemplar(), snap.exemplars[si][0]);
+          }
           if (s.view.created_unix_ns != 0)
             SetTimestamp(c->mutable_created_timestamp(), s.view.created_unix_ns);
           break;
@@ -139,6 +221,12 @@ void AppendProtobuf(const RegionReader& reader, const Snapshot& snap, std::strin
               snap.sums[base + fv.bounds.size() + 1]);
           if (s.view.created_unix_ns != 0)
             SetTimestamp(h->mutable_created_timestamp(), s.view.created_unix_ns);
+          if (fv.native) {
+            FillNative(h, fv, si < snap.native.size() && snap.native[si] ? &*snap.native[si] : nullptr);
+          }
+          if (si < snap.exemplars.size() && !snap.exemplars[si].empty()) {
+            FillBucketExemplars(h, fv.bounds.size(), snap.exemplars[si]);
+          }
           break;
         }
       }

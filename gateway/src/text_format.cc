@@ -1,5 +1,7 @@
 #include "text_format.h"
 
+#include "openmetrics_format.h"
+
 #include <charconv>
 #include <cmath>
 
@@ -43,15 +45,8 @@ void AppendDouble(std::string& out, double v) {
   }
 }
 
-void AppendBound(std::string& out, double v) {
-  if (std::isinf(v) || std::isnan(v)) {
-    AppendDouble(out, v);
-    return;
-  }
-  const size_t start = out.size();
-  AppendDouble(out, v);
-  // Integral values without an exponent get ".0", as OpenMetrics' canonical numbers do.
-  if (out.find_first_of(".e", start) == std::string::npos) out += ".0";
-}
+// Go's shortest %g plus ".0" (OpenMetrics' canonical form): the spelling Prometheus derives from
+// protobuf too, so `le` names the same series whichever format was negotiated.
+void AppendBound(std::string& out, double v) { om::AppendNumber(out, v); }
 
 }  // namespace shmetrics::gateway::text

@@ -66,6 +66,8 @@ TEST(TextFormatTest, BoundsAreCanonical) {
   EXPECT_EQ(Bound(1), "1.0");
   EXPECT_EQ(Bound(0.25), "0.25");
   EXPECT_EQ(Bound(1e-05), "1e-05");
+  EXPECT_EQ(Bound(0.0001), "0.0001");  // as Go spells it: no exponent until 1e-05
+  EXPECT_EQ(Bound(1234567), "1.234567e+06");
   EXPECT_EQ(Bound(std::numeric_limits<double>::infinity()), "+Inf");
   EXPECT_EQ(Bound(100), "100.0");
 }
