@@ -359,6 +359,11 @@ std::vector<double> LatencyBuckets() {
   return {0.0001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1234567};
 }
 
+// Observation k of every worker for the native histogram: log-uniform over [0.01, 1], a span of
+// 53 buckets at schema 3, so the 80 buckets per sign each writer keeps hold it without reduction.
+double RpcValue(int k) { return 0.01 * std::pow(100.0, (k + 0.5) / kObservationsPerWorker); }
+constexpr int kRpcSchema = 3;
+
 // Worker w registers the judge families, writes its known values, reports on `ready_fd`, then
 // exits (w < kWorkers - kLiveWorkers) or waits for EOF on `park_fd`.
 int RunWorker(const std::string& region, int w, int ready_fd, int park_fd) {
@@ -380,6 +385,11 @@ int RunWorker(const std::string& region, int w, int ready_fd, int park_fd) {
                       .Unit("seconds")
                       .Buckets(LatencyBuckets())
                       .Register(client);
+  auto& rpc = BuildHistogram()
+                  .Name("judge_rpc_seconds")
+                  .Help("RPC latency (native).")
+                  .Native(kRpcSchema, 160)
+                  .Register(client);
   auto& in_flight = BuildGauge()
                         .Name("judge_in_flight")
                         .Help("In flight.")
@@ -403,6 +413,7 @@ int RunWorker(const std::string& region, int w, int ready_fd, int park_fd) {
   sent.Get().Add(512);
   Histogram& h = latency.Get();
   for (int k = 0; k < kObservationsPerWorker; ++k) h.Observe((k + 0.5) / kObservationsPerWorker);
+  for (int k = 0; k < kObservationsPerWorker; ++k) rpc.Get().Observe(RpcValue(k));
   in_flight.Get().Set(w + 1);
   version.Get().Set(40 + w);
   rss.Get().Set(1000.0 * (w + 1));
@@ -571,6 +582,16 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
       {"judge_latency_seconds_count", 1},   {"judge_in_flight", 1},
       {"judge_config_version", 1},          {"judge_worker_rss_bytes", kLiveWorkers},
   };
+  if (run.native_histograms) {
+    // A native histogram is one series; 2.42 ignores its classic twin (+Inf, _sum, _count).
+    expected["judge_rpc_seconds"] = 1;
+  } else {
+    // Text formats carry a native-only histogram as its +Inf bucket, _sum and _count.
+    expected["judge_rpc_seconds_bucket"] = 1;
+    expected["judge_rpc_seconds_sum"] = 1;
+    expected["judge_rpc_seconds_count"] = 1;
+    expected["judge_rpc_seconds_created"] = 1;
+  }
   if (!run.native_histograms) {  // Prometheus 2.42 stores OpenMetrics _created lines as series
     expected["judge_requests_created"] = 2;
     expected["judge_sent_bytes_created"] = 1;
@@ -619,6 +640,26 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
     const double lo = upper == buckets.begin() ? 0 : *(upper - 1);
     EXPECT_GE(got_q, lo) << "q=" << q;
     EXPECT_LE(got_q, *upper) << "q=" << q;
+  }
+
+  if (run.native_histograms) {
+    // histogram_quantile over the native histogram merged from all workers, dead ones included:
+    // the true quantile of everything observed, within one bucket (a factor 2^(2^-schema)).
+    std::vector<double> all;
+    for (int w = 0; w < kWorkers; ++w) {
+      for (int k = 0; k < kObservationsPerWorker; ++k) all.push_back(RpcValue(k));
+    }
+    std::sort(all.begin(), all.end());
+    const double width = std::pow(2.0, std::pow(2.0, -kRpcSchema));
+    for (double q : {0.5, 0.9, 0.99}) {
+      const double truth = all[static_cast<size_t>(q * (all.size() - 1))];
+      const double got_q = api.Scalar("histogram_quantile(" + std::to_string(q) + ", judge_rpc_seconds)");
+      EXPECT_GE(got_q, truth / width) << "q=" << q;
+      EXPECT_LE(got_q, truth * width) << "q=" << q;
+    }
+    EXPECT_EQ(api.Scalar("histogram_count(judge_rpc_seconds)"), kWorkers * kObservationsPerWorker);
+  } else {
+    EXPECT_EQ(api.Scalar("judge_rpc_seconds_count"), kWorkers * kObservationsPerWorker);
   }
 
   if (!run.native_histograms) {
