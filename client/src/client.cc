@@ -236,11 +236,13 @@ Family<T>& Builder<T>::Register(Client& client) {
 template class Builder<Counter>;
 template class Builder<Gauge>;
 template class Builder<Histogram>;
+template class Builder<Summary>;
 
 Builder<Counter> BuildCounter() { return Builder<Counter>(shm::MetricType::kCounter); }
 Builder<Gauge> BuildGauge() { return Builder<Gauge>(shm::MetricType::kGauge); }
 Builder<Histogram> BuildHistogram() { return Builder<Histogram>(shm::MetricType::kHistogram); }
 
+Builder<Summary> BuildSummary() { return Builder<Summary>(shm::MetricType::kSummary); }
 std::vector<double> ExponentialBuckets(double start, double factor, uint32_t count) {
   if (!(start > 0) || !(factor > 1) || count == 0) {
     throw RegistrationError("ExponentialBuckets needs start > 0, factor > 1, count > 0");

@@ -48,6 +48,7 @@ const char* TypeName(shm::MetricType t) {
     case shm::MetricType::kCounter: return "counter";
     case shm::MetricType::kGauge: return "gauge";
     case shm::MetricType::kHistogram: return "histogram";
+    case shm::MetricType::kSummary: return "summary";
   }
   return "untyped";
 }
@@ -99,6 +100,10 @@ void AppendText(const RegionReader& reader, const Snapshot& snap, std::string& o
           AppendSample(out, name, "_count", s.text_labels, nullptr, {}, cumulative);
           break;
         }
+        case shm::MetricType::kSummary:
+          AppendSample(out, name, "_sum", s.text_labels, nullptr, {}, snap.sums[base + 1]);
+          AppendSample(out, name, "_count", s.text_labels, nullptr, {}, snap.sums[base]);
+          break;
       }
     }
   }

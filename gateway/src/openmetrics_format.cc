@@ -167,6 +167,8 @@ const char* TypeName(shm::MetricType t) {
       return "gauge";
     case shm::MetricType::kHistogram:
       return "histogram";
+    case shm::MetricType::kSummary:
+      return "summary";
   }
   return "unknown";
 }
@@ -215,6 +217,13 @@ void AppendOpenMetrics(const RegionReader& reader, const Snapshot& snap, std::st
               out, name, s.text_labels, fv.bounds, [&](size_t b) { return snap.sums[base + b]; },
               snap.sums[base + fv.bounds.size() + 1], s.view.created_unix_ns,
               si < snap.exemplars.size() ? &snap.exemplars[si] : nullptr);
+          break;
+        case shm::MetricType::kSummary:
+          if (ValidCount(snap.sums[base])) {
+            AppendSample(out, name, "_count", s.text_labels, nullptr, {}, snap.sums[base]);
+            AppendSample(out, name, "_sum", s.text_labels, nullptr, {}, snap.sums[base + 1]);
+            AppendCreated(out, name, s.text_labels, s.view.created_unix_ns);
+          }
           break;
       }
     }

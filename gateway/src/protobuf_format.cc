@@ -178,6 +178,9 @@ void AppendProtobuf(const RegionReader& reader, const Snapshot& snap, std::strin
       case shm::MetricType::kHistogram:
         mf.set_type(pb::HISTOGRAM);
         break;
+      case shm::MetricType::kSummary:
+        mf.set_type(pb::SUMMARY);
+        break;
     }
     auto add_metric = [&](const SeriesInfo& s) {
       pb::Metric* m = mf.add_metric();
@@ -227,6 +230,15 @@ void AppendProtobuf(const RegionReader& reader, const Snapshot& snap, std::strin
           if (si < snap.exemplars.size() && !snap.exemplars[si].empty()) {
             FillBucketExemplars(h, fv.bounds.size(), snap.exemplars[si]);
           }
+          break;
+        }
+        case shm::MetricType::kSummary: {
+          pb::Summary* sm = add_metric(s)->mutable_summary();
+          const double count = snap.sums[base];
+          sm->set_sample_count(IntegerCount(count) ? static_cast<uint64_t>(count) : 0);
+          sm->set_sample_sum(snap.sums[base + 1]);
+          if (s.view.created_unix_ns != 0)
+            SetTimestamp(sm->mutable_created_timestamp(), s.view.created_unix_ns);
           break;
         }
       }

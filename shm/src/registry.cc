@@ -175,7 +175,9 @@ FamilySpec NormaliseFamilySpec(FamilySpec spec) {
       fail("native zero threshold must be finite and >= 0");
     }
   }
-  if (spec.exemplars && spec.type == MetricType::kGauge) fail("gauges do not carry exemplars");
+  if (spec.exemplars && (spec.type == MetricType::kGauge || spec.type == MetricType::kSummary)) {
+    fail("only counters and histograms carry exemplars");
+  }
   const SeriesLayout layout = SeriesLayoutOf(spec);
   if (layout.cells > kCellsPerPage) {
     fail("one series would need " + std::to_string(layout.cells) + " cells, at most " +
@@ -272,9 +274,9 @@ bool RegistryWriter::SameDefinition(const FamilyRecord& f, const FamilySpec& spe
 
 namespace {
 std::string Describe(const Region& region, const FamilyRecord& f) {
-  const char* types[] = {"?", "counter", "gauge", "histogram"};
+  const char* types[] = {"?", "counter", "gauge", "histogram", "summary"};
   const auto t = static_cast<uint8_t>(f.type);
-  std::string s = std::string(t <= 3 ? types[t] : "?") + " with labels [";
+  std::string s = std::string(t <= 4 ? types[t] : "?") + " with labels [";
   const StringRef* labels = ArenaRefs(region, f.labels_offset, f.label_count);
   for (uint32_t i = 0; labels && i < f.label_count; ++i) {
     s += (i ? ", " : "") + std::string(ArenaString(region, labels[i]));
@@ -283,6 +285,24 @@ std::string Describe(const Region& region, const FamilyRecord& f) {
   if (f.type == MetricType::kHistogram) s += ", " + std::to_string(f.bucket_count) + " buckets";
   if (f.type == MetricType::kGauge) s += ", mode " + std::to_string(static_cast<int>(f.gauge_mode));
   return s;
+}
+}  // namespace
+
+namespace {
+// The sample and family names a family puts into the expositions (all formats together).
+std::vector<std::string> ExposedNames(std::string_view base, MetricType type) {
+  std::string b(base);
+  switch (type) {
+    case MetricType::kCounter:
+      return {b, b + "_total", b + "_created"};
+    case MetricType::kGauge:
+      return {b};
+    case MetricType::kHistogram:
+      return {b, b + "_bucket", b + "_count", b + "_sum", b + "_created"};
+    case MetricType::kSummary:
+      return {b, b + "_count", b + "_sum", b + "_created"};
+  }
+  return {b};
 }
 }  // namespace
 
@@ -301,6 +321,20 @@ FamilyResult RegistryWriter::FindOrAddFamily(const FamilySpec& spec) {
                               "): type, help, unit, labels, buckets and gauge mode must match");
     }
     return {true, i, f.drop_cell, f.cells_per_series, SeriesLayoutOf(spec)};
+  }
+
+  // Another family must not expose a name this one does (a gauge "x_total" beside a counter "x"
+  // would be one series twice).
+  const std::vector<std::string> mine = ExposedNames(spec.name, spec.type);
+  for (uint32_t i = 0; i < count; ++i) {
+    const FamilyRecord& f = *region_.family(i);
+    for (const std::string& theirs : ExposedNames(ArenaString(region_, f.name), f.type)) {
+      if (std::find(mine.begin(), mine.end(), theirs) != mine.end()) {
+        throw RegistrationError("metric " + Quote(spec.name) + " clashes with the existing " +
+                                Describe(region_, f) + " " + Quote(ArenaString(region_, f.name)) +
+                                ": both would expose " + Quote(theirs));
+      }
+    }
   }
 
   auto no_room = [&]() {
@@ -451,7 +485,7 @@ std::optional<FamilyView> ReadFamily(const Region& region, uint32_t index, ReadP
   FamilyView v;
   v.index = index;
   const uint8_t type = static_cast<uint8_t>(r.type);
-  if (type < 1 || type > 3) return bad("unknown type " + std::to_string(type));
+  if (type < 1 || type > 4) return bad("unknown type " + std::to_string(type));
   v.type = r.type;
   const uint8_t mode = static_cast<uint8_t>(r.gauge_mode);
   if (mode < 1 || mode > 10) return bad("unknown gauge mode " + std::to_string(mode));
@@ -492,8 +526,10 @@ std::optional<FamilyView> ReadFamily(const Region& region, uint32_t index, ReadP
                  r.native_zero_threshold < 0)) {
     return bad("invalid native histogram parameters");
   }
-  if ((r.flags & kFamilyExemplars) && r.type == MetricType::kGauge)
-    return bad("exemplars on a gauge");
+  if ((r.flags & kFamilyExemplars) &&
+      (r.type == MetricType::kGauge || r.type == MetricType::kSummary)) {
+    return bad("exemplars on a gauge or summary");
+  }
   const SeriesLayout layout = ComputeSeriesLayout(r.type, r.gauge_mode, r.bucket_count, r.flags,
                                                   native ? r.native_window : 0);
   if (r.cells_per_series != layout.cells || layout.cells > kCellsPerPage ||

@@ -118,6 +118,19 @@ TEST(ClientTest, HistogramWithManyBucketsUsesBinarySearchCorrectly) {
   EXPECT_EQ(r.Cell("y_seconds", {}, 64), 6);  // 65..70 in +Inf
 }
 
+TEST(ClientTest, SummaryMergesCountAndSum) {
+  ScopedRegionName name("summary");
+  Client& c = Client::Attach(name.name, SmallOptions());
+  Summary& s = BuildSummary().Name("payload_bytes").Help("P.").Register(c).Get();
+  s.Observe(10);
+  std::thread([&] { s.Observe(32); }).join();
+  Reader r(name.name);
+  EXPECT_EQ(r.Cell("payload_bytes", {}, 0), 2);   // count
+  EXPECT_EQ(r.Cell("payload_bytes", {}, 1), 42);  // sum
+  EXPECT_NE(ErrorOf([&] { BuildSummary().Name("x_bytes").Help("X.").Exemplars().Register(c); }).find("exemplars"),
+            std::string::npos);
+}
+
 TEST(ClientTest, RegistrationErrorsNameTheMetric) {
   ScopedRegionName name("errors");
   Client& c = Client::Attach(name.name, SmallOptions());

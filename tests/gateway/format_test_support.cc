@@ -195,6 +195,12 @@ void PopulateRegion(Client& client) {
                       .Help("A NaN observation.")
                       .Buckets({1})
                       .Register(client);
+  auto& payload = BuildSummary()
+                      .Name("fmt_payload_bytes")
+                      .Help("Payload sizes (count and sum only).")
+                      .Unit("bytes")
+                      .Labels({"dir"})
+                      .Register(client);
   auto& idle = BuildHistogram()
                    .Name("fmt_idle")
                    .Help("Never observed.")
@@ -227,6 +233,8 @@ void PopulateRegion(Client& client) {
   nan_sum.Get().Observe(std::numeric_limits<double>::quiet_NaN());
   nan_sum.Get().Observe(0.5);
   idle.Add({"y"});
+  payload.Add({"in"}).Observe(100);
+  payload.Add({"in"}).Observe(28);
 
   // A worker that writes and dies: folded into the accumulator by the first Collect.
   const pid_t pid = ::fork();
@@ -234,6 +242,7 @@ void PopulateRegion(Client& client) {
     requests.Add({"GET", "/a\"b"}).Add(2);
     for (auto* g : gauges) g->Add({"a"}).Set(4);
     latency.Add({"/"}).Observe(0.05);
+    payload.Add({"in"}).Observe(1000);  // folded: count 3, sum 1128
     _exit(0);
   }
   int status = 0;

@@ -132,6 +132,29 @@ TEST_F(RegistryTest, ConflictingDefinitionIsRejectedWithBothDescribed) {
   EXPECT_THROW(AddFamily(other_help), RegistrationError);
 }
 
+TEST_F(RegistryTest, FamiliesThatWouldExposeTheSameNameClash) {
+  ASSERT_TRUE(AddFamily(Counter("jobs_total")).ok);  // exposes jobs_total, jobs_created
+  FamilySpec gauge = Counter("jobs_total");
+  gauge.type = MetricType::kGauge;
+  try {
+    AddFamily(gauge);
+    FAIL() << "expected RegistrationError";
+  } catch (const RegistrationError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("\"jobs_total\""), std::string::npos) << msg;
+    EXPECT_NE(msg.find("\"jobs\""), std::string::npos) << msg;
+  }
+  FamilySpec hist = Counter("latency");
+  hist.type = MetricType::kHistogram;
+  ASSERT_TRUE(AddFamily(hist).ok);
+  FamilySpec sum_gauge = Counter("latency_sum");
+  sum_gauge.type = MetricType::kGauge;
+  EXPECT_THROW(AddFamily(sum_gauge), RegistrationError);
+  FamilySpec other = Counter("latency2");
+  other.type = MetricType::kGauge;
+  EXPECT_TRUE(AddFamily(other).ok);
+}
+
 TEST_F(RegistryTest, SeriesCellRangesNeverCrossAPage) {
   FamilySpec h = Counter("latency_seconds");
   h.type = MetricType::kHistogram;

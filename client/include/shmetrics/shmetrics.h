@@ -166,6 +166,23 @@ class Histogram {
   HandleData d_;
 };
 
+// Count and sum of observations, merged over workers. No quantiles: a quantile of merged workers
+// cannot be computed from per-worker quantiles; use a native Histogram and histogram_quantile().
+class Summary {
+ public:
+  // Hot path: two single-writer adds.
+  void Observe(double v) noexcept {
+    if (__builtin_expect(d_.dropped, 0)) return detail::CountDrop(d_.region, d_.drop_cell);
+    shm::Cell* c = detail::ThreadCells(d_.region, d_.cell_base);
+    detail::SingleWriterAdd(c[0], 1.0);
+    detail::SingleWriterAdd(c[1], v);
+  }
+
+ private:
+  friend class detail::FamilyCore;
+  HandleData d_;
+};
+
 namespace detail {
 
 // The type-independent part of a family: the process-local, lock-free child lookup table and
@@ -217,7 +234,7 @@ class Family {
   detail::FamilyCore* core_;
 };
 static_assert(sizeof(Counter) == sizeof(HandleData) && sizeof(Gauge) == sizeof(HandleData) &&
-              sizeof(Histogram) == sizeof(HandleData));
+              sizeof(Histogram) == sizeof(HandleData) && sizeof(Summary) == sizeof(HandleData));
 
 // One attachment of this process to one region.
 class Client {
@@ -307,6 +324,8 @@ class Builder {
   friend Builder<Counter> BuildCounter();
   friend Builder<Gauge> BuildGauge();
   friend Builder<Histogram> BuildHistogram();
+Builder<Summary> BuildSummary();
+  friend Builder<Summary> BuildSummary();
   explicit Builder(shm::MetricType type) { spec_.type = type; }
   shm::FamilySpec spec_;
 };
@@ -314,6 +333,7 @@ class Builder {
 Builder<Counter> BuildCounter();
 Builder<Gauge> BuildGauge();
 Builder<Histogram> BuildHistogram();
+Builder<Summary> BuildSummary();
 
 // Bucket helpers.
 std::vector<double> ExponentialBuckets(double start, double factor, uint32_t count);

@@ -66,7 +66,9 @@ inline constexpr int64_t kGatewayLockByte = 0;   // held by the one gateway serv
 inline constexpr int64_t kRegistryLockByte = 1;  // held while registering families and series
 inline constexpr int64_t kSlotLockBase = 64;     // + slot index: held by the slot's process
 
-enum class MetricType : uint8_t { kCounter = 1, kGauge = 2, kHistogram = 3 };
+// Summaries carry count and sum only: quantiles cannot be merged across processes (use a native
+// histogram and histogram_quantile()).
+enum class MetricType : uint8_t { kCounter = 1, kGauge = 2, kHistogram = 3, kSummary = 4 };
 
 // How the gateway merges a gauge over workers. "live" modes drop a dead worker's value; the others
 // keep its last value in the accumulator (all: for a retention window, in the gateway).
@@ -112,6 +114,7 @@ inline constexpr uint32_t kExemplarCells = 4 + kExemplarLabelBytes / kCellBytes;
 // Where the parts of one series' cell range are, relative to its cell_base.
 //  counter:   [value] [exemplar block]?
 //  gauge:     [encoded value] [unix ns of the last write, most-recent modes]
+//  summary:   [count, sum]
 //  histogram: [count per finite bound..., +Inf count, sum] [native block]? [exemplar block per
 //             classic bucket incl. +Inf]?
 struct SeriesLayout {
@@ -133,6 +136,9 @@ inline constexpr SeriesLayout ComputeSeriesLayout(MetricType type, GaugeMode mod
       break;
     case MetricType::kGauge:
       l.cells = IsMostRecentMode(mode) ? 2 : 1;
+      break;
+    case MetricType::kSummary:
+      l.cells = 2;  // count, sum (double bits)
       break;
     case MetricType::kHistogram:
       l.cells = bucket_count + 2;
