@@ -152,6 +152,11 @@ void AppendText(const std::vector<prometheus::MetricFamily>& families, std::stri
           break;
         }
         case prometheus::MetricType::Summary:
+          for (const auto& q : m.summary.quantile) {
+            bound.clear();
+            text::AppendBound(bound, q.quantile);
+            AppendSample(out, f.name, "", labels, "quantile", bound, q.value);
+          }
           AppendSample(out, f.name, "_sum", labels, nullptr, {}, m.summary.sample_sum);
           AppendSample(out, f.name, "_count", labels, nullptr, {}, static_cast<double>(m.summary.sample_count));
           break;

@@ -38,7 +38,9 @@ Options used only when the gateway creates the region (workers that create it us
   --max-cells N            value cells, multiple of 512 (default 1048576)
   --mode OCTAL             file mode of /dev/shm/NAME (default 0600; 0660 to share with a group)
 
-Endpoints: GET /metrics (text format 0.0.4), GET /healthz.
+Endpoints: GET /metrics, GET /healthz. /metrics serves text 0.0.4, OpenMetrics 1.0 or protobuf
+(with native histograms) as the Accept header asks, gzip when Accept-Encoding allows;
+?format=text|openmetrics|protobuf overrides Accept.
 Exit status: 0 on SIGINT/SIGTERM, 2 on bad usage, 1 when the region or the address fails.
 )";
 
