@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """Turns one scripts/bench run into RATIO lines and the issue-3 targets with PASS/MISS.
 
-  report_ratios.py --benchmark-json FILE [--loadgen FILE1 FILE2] [--python FILE] [--memory FILE]
+  report_ratios.py --benchmark-json FILE [--loadgen1 FILE... --loadgen2 FILE...] [--python FILE]
+                   [--memory FILE]
 
 --benchmark-json  Google Benchmark's JSON (run with repetitions: medians are used)
---loadgen         shmetrics-loadgen output for P=1 and for P=2 (the `total ...` lines)
+--loadgen1/2      shmetrics-loadgen outputs of the P=1 and P=2 runs (their `total ...` lines);
+                  loadgen_scaling_2_vs_1 = median P=2 rate / median P=1 rate
 --python          output of compare_python_multiprocess.py (its RATIO lines are passed through)
 --memory          output of `shmetrics_bench --helper=memory` (sparse writers; informational)
 
@@ -18,6 +20,7 @@ A ratio whose inputs were not run (e.g. --filter) is printed as n/a.
 import argparse
 import json
 import re
+import statistics
 import sys
 
 UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
@@ -43,18 +46,31 @@ def medians(path):
     return out
 
 
-def loadgen_rate(path):
-    with open(path) as f:
-        for line in f:
-            if line.startswith("total "):
-                return float(re.search(r"updates_per_second=([0-9.]+)", line).group(1))
-    return None
+def loadgen_rate(paths):
+    rates = []
+    for path in paths:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("total "):
+                    rates.append(float(re.search(r"updates_per_second=([0-9.]+)", line).group(1)))
+    return statistics.median(rates) if rates else None
+
+
+def fmt(v):
+    if v is None:
+        return "n/a"
+    if abs(v) >= 100:
+        return "%.0f" % v
+    if abs(v) >= 10:
+        return "%.1f" % v
+    return "%.2f" % v
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--benchmark-json", required=True)
-    ap.add_argument("--loadgen", nargs=2)
+    ap.add_argument("--loadgen1", nargs="+")
+    ap.add_argument("--loadgen2", nargs="+")
     ap.add_argument("--python")
     ap.add_argument("--memory")
     args = ap.parse_args()
@@ -83,8 +99,11 @@ def main():
         div(t("BM_PrometheusCpp_HistogramObserve"), t("BM_Histogram_Observe")), ">=", 5, "target")
     add("prometheus_cpp_family_add_over_labels_resolve",
         div(t("BM_PrometheusCpp_FamilyAdd"), t("BM_Labels_Resolve")), ">=", 5, "target")
-    if args.loadgen:
-        add("loadgen_scaling_2_vs_1", div(loadgen_rate(args.loadgen[1]), loadgen_rate(args.loadgen[0])), ">=", 1.8, "target")
+    if args.loadgen1 and args.loadgen2:
+        p1, p2 = loadgen_rate(args.loadgen1), loadgen_rate(args.loadgen2)
+        add("loadgen_scaling_2_vs_1", div(p2, p1), ">=", 1.8, "target")
+        add("loadgen_updates_per_second_1_worker", p1)
+        add("loadgen_updates_per_second_2_workers", p2)
     else:
         add("loadgen_scaling_2_vs_1", None, ">=", 1.8, "target")
     add("prometheus_cpp_serialize_100000_over_scrape_100000_16",
@@ -124,7 +143,7 @@ def main():
         add("region_bytes_per_series_writer_sparse_%g" % mem["fraction"], mem["writer_bytes_per_series_writer"])
 
     for name, value, *_ in ratios:
-        print("RATIO %s %s" % (name, "n/a" if value is None else "%.3g" % value))
+        print("RATIO %s %s" % (name, fmt(value)))
     print()
     print("%-56s %10s  %-9s %s" % ("target (issue 3, section 4)", "value", "wanted", "result"))
     missed = 0
@@ -137,7 +156,7 @@ def main():
             ok = value <= target if op == "<=" else value >= target
             result = "PASS" if ok else "MISS"
             missed += not ok and kind == "target"
-        print("%-56s %10s  %-9s %s%s" % (name, "n/a" if value is None else "%.3g" % value, "%s %g" % (op, target),
+        print("%-56s %10s  %-9s %s%s" % (name, fmt(value), "%s %g" % (op, target),
                                          result, " (goal)" if kind == "goal" else ""))
     print()
     print("targets missed: %d" % missed)
