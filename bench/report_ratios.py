@@ -63,7 +63,7 @@ def fmt(v):
         return "%.0f" % v
     if abs(v) >= 10:
         return "%.1f" % v
-    return "%.2f" % v
+    return "%.3f" % v  # enough digits to see which side of a target like 1.2 a value is on
 
 
 def main():
