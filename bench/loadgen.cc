@@ -146,7 +146,7 @@ shmetrics::RegionOptions Sized(const Options& o) {
   uint64_t cells = k + k * hist_cells;
   cells += cells / shmetrics::shm::kCellsPerPage * hist_cells + 64 + shmetrics::shm::kSystemCells;
   cells = (cells + shmetrics::shm::kCellsPerPage - 1) / shmetrics::shm::kCellsPerPage * shmetrics::shm::kCellsPerPage;
-  r.max_cells = static_cast<uint32_t>(cells);
+  r.max_cells = static_cast<uint32_t>(std::max<uint64_t>(cells, 2 * shmetrics::shm::kCellsPerPage));
   r.max_series = static_cast<uint32_t>(2 * k + 64);
   r.max_families = 64;
   r.max_slots = static_cast<uint32_t>(o.workers * o.threads + 16);
