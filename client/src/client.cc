@@ -1,6 +1,7 @@
 // Control plane of the client: attaching to a region, registering families, resolving label
 // values to child handles. Everything here may lock, allocate and throw.
 #include <cmath>
+#include <limits>
 #include <map>
 #include <mutex>
 
@@ -110,8 +111,43 @@ struct FamilyCore::Table {
   std::unique_ptr<std::atomic<Entry*>[]> slots;
 };
 
+namespace {
+// For each of the 4096 sign+exponent octaves of a double, the number of bounds below the octave
+// (the first bucket a value in it can fall in), and the most bounds inside any octave (how many
+// compares BucketIndex needs from there). Empty when some octave holds too many bounds to win.
+std::vector<uint8_t> BuildBucketTable(const std::vector<double>& b, uint32_t* steps) {
+  constexpr uint32_t kMaxSteps = 4;
+  if (b.empty() || b.size() >= 255) return {};
+  std::vector<uint8_t> table(4096);
+  *steps = 0;
+  for (uint32_t key = 0; key < 4096; ++key) {
+    const bool negative = key & 2048;
+    const int e = static_cast<int>(key & 2047);
+    double lo, hi;  // the values with these top bits lie in [lo, hi]
+    if (e == 2047) {  // infinities (NaN is handled before the table)
+      lo = hi = negative ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+    } else {
+      const double small = e == 0 ? 0.0 : std::ldexp(1.0, e - 1023);
+      const double big = std::ldexp(1.0, e - 1022);
+      lo = negative ? -big : small;
+      hi = negative ? -small : big;
+    }
+    uint32_t first = 0;
+    while (first < b.size() && b[first] < lo) ++first;
+    uint32_t inside = 0;
+    while (first + inside < b.size() && b[first + inside] < hi) ++inside;
+    table[key] = static_cast<uint8_t>(first);
+    *steps = std::max(*steps, inside);
+  }
+  if (*steps > kMaxSteps) return {};
+  return table;
+}
+}  // namespace
+
 FamilyCore::FamilyCore(Client& client, shm::FamilySpec spec, const shm::FamilyResult& registered)
-    : client_(client), spec_(std::move(spec)), registered_(registered), table_(new Table(16)) {}
+    : client_(client), spec_(std::move(spec)), registered_(registered), table_(new Table(16)) {
+  if (spec_.type == shm::MetricType::kHistogram) bucket_table_ = BuildBucketTable(spec_.bounds, &bucket_steps_);
+}
 
 namespace {
 bool SameValues(const std::vector<std::string>& a, std::span<const std::string_view> b) {
@@ -175,6 +211,10 @@ HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_
   d.region = client_.region_id();
   d.bucket_count = static_cast<uint32_t>(spec_.bounds.size());
   d.bounds = spec_.bounds.data();
+  if (!bucket_table_.empty()) {
+    d.bucket_table = bucket_table_.data();
+    d.bucket_steps = bucket_steps_;
+  }
   d.most_recent = shm::IsMostRecentMode(spec_.gauge_mode) && spec_.type == shm::MetricType::kGauge;
   d.exemplar_offset = registered_.layout.exemplar_offset;
   if (spec_.native) {

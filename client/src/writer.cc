@@ -247,7 +247,7 @@ void CountDrop(uint32_t region, uint32_t drop_cell) noexcept {
     return;
   }
   shm::Cell* c = ThreadCells(region, drop_cell);
-  if (c != g_sink) SingleWriterAdd(*c, 1.0);
+  if (c != g_sink) CountInc(*c);
 }
 
 int32_t NativeBucketKey(double a, int32_t schema) noexcept {

@@ -95,7 +95,7 @@ void RegionReader::RefreshLocked() {
     if (kinds_.size() < f->drop_cell + shm::kFamilyDropCells) {
       kinds_.resize(f->drop_cell + shm::kFamilyDropCells, CellKind::kUnknown);
     }
-    for (uint32_t c = 0; c < shm::kFamilyDropCells; ++c) kinds_[f->drop_cell + c] = CellKind::kSum;
+    for (uint32_t c = 0; c < shm::kFamilyDropCells; ++c) kinds_[f->drop_cell + c] = CellKind::kCount;
     family_slot_[families_seen_] = static_cast<uint32_t>(families_.size());
     families_.push_back(FamilyInfo{std::move(*f), {}});
     new_families = true;
@@ -153,6 +153,20 @@ void RegionReader::RefreshLocked() {
     }
     for (uint32_t c = 0; c < k; ++c) kinds_[s->cell_base + c] = kind;
     if (kind == CellKind::kGaugeMostRecent) kinds_[s->cell_base + 1] = CellKind::kGaugeTimestamp;
+    // Cell encodings (shm/layout.h): counter values, integer counts, double sums.
+    switch (f.view.type) {
+      case shm::MetricType::kCounter:
+        kinds_[s->cell_base] = CellKind::kCounter;
+        break;
+      case shm::MetricType::kHistogram:
+        for (uint32_t c = 0; c <= f.view.bounds.size(); ++c) kinds_[s->cell_base + c] = CellKind::kCount;
+        break;
+      case shm::MetricType::kSummary:
+        kinds_[s->cell_base] = CellKind::kCount;
+        break;
+      case shm::MetricType::kGauge:
+        break;
+    }
     // Blocks run from the first of native/exemplar offsets to the end of the series.
     const uint32_t first_block =
         f.view.native_offset ? f.view.native_offset : f.view.exemplar_offset;
@@ -344,6 +358,12 @@ void RegionReader::FoldSlotLocked(uint32_t slot, uint32_t bank) {
         case CellKind::kSum:
           acc.store(AsBits(AsDouble(a) + AsDouble(v)), std::memory_order_relaxed);
           break;
+        case CellKind::kCount:
+          acc.store(a + v, std::memory_order_relaxed);
+          break;
+        case CellKind::kCounter:
+          acc.store(shm::AddCounterCells(a, v), std::memory_order_relaxed);
+          break;
         case CellKind::kGaugeSum:
           acc.store(EncodeGauge((a ? DecodeGauge(a) : 0.0) + DecodeGauge(v)),
                     std::memory_order_relaxed);
@@ -530,10 +550,13 @@ void RegionReader::MergeLocked(Snapshot& out) {
       if (first >= cells) continue;
       const uint32_t n = std::min(shm::kCellsPerPage, cells - first);
       double* sum = out.sums.data() + first;
+      const CellKind* kind = kinds_.data() + first;
       for (uint32_t c = 0; c < n; ++c) {
         const uint64_t bits = pg[p][c].load(std::memory_order_relaxed);
         touched += bits != 0;
-        sum[c] += AsDouble(bits);
+        sum[c] += kind[c] == CellKind::kCounter ? shm::DecodeCounterCell(bits)
+                  : kind[c] == CellKind::kCount ? static_cast<double>(bits)
+                                                : AsDouble(bits);
       }
     }
     return touched;

@@ -133,6 +133,8 @@ class RegionReader {
     kGaugeLive,
     kGaugeAll,
     kBlock,  // native histogram or exemplar block: folded and merged per series, not per cell
+    kCounter,  // counter value: integer, or double tagged (shm::DecodeCounterCell)
+    kCount,    // bucket count, summary count, drop counter: integer
   };
   struct Retained {
     uint32_t series;

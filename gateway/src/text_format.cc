@@ -38,6 +38,13 @@ void AppendDouble(std::string& out, double v) {
     out += "NaN";
   } else if (std::isinf(v)) {
     out += v > 0 ? "+Inf" : "-Inf";
+  } else if (v >= 0 && v < 1e15 && v == static_cast<double>(static_cast<uint64_t>(v)) &&
+             !std::signbit(v)) {
+    // Integral values (every count) as integers: a few divisions instead of the shortest
+    // round-trip search, which was 30% of a scrape. Parses back to the same double.
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, static_cast<uint64_t>(v));
+    out.append(buf, r.ptr);
   } else {
     char buf[32];
     auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest round-trip representation

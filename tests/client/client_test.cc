@@ -4,6 +4,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
+#include <cstring>
+#include <random>
 #include <thread>
 
 #include "region_reader.h"
@@ -129,6 +132,68 @@ TEST(ClientTest, SummaryMergesCountAndSum) {
   EXPECT_EQ(r.Cell("payload_bytes", {}, 1), 42);  // sum
   EXPECT_NE(ErrorOf([&] { BuildSummary().Name("x_bytes").Help("X.").Exemplars().Register(c); }).find("exemplars"),
             std::string::npos);
+}
+
+// The table-driven bucket search must agree with the definition (first bound >= v, +Inf for NaN
+// and above) on every kind of value, including the bounds themselves and their neighbours.
+TEST(ClientTest, BucketTableAgreesWithPlainSearch) {
+  ScopedRegionName name("buckets");
+  Client& c = Client::Attach(name.name, SmallOptions());
+  const std::vector<std::vector<double>> bound_sets = {
+      DefaultBuckets(), ExponentialBuckets(1e-6, 2, 40), LinearBuckets(-50, 10, 11), {0}, {-1e300, 1e300},
+      {0.1, 0.1000000001, 0.2}};
+  std::mt19937_64 rng(3);
+  for (size_t set = 0; set < bound_sets.size(); ++set) {
+    const auto& bounds = bound_sets[set];
+    auto& fam = BuildHistogram().Name("bt_" + std::to_string(set) + "_seconds").Help("B.").Buckets(bounds).Register(c);
+    Histogram& h = fam.Get();
+    std::vector<double> values = {0.0, -0.0, 1e-320, -1e-320, std::numeric_limits<double>::infinity(),
+                                  -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()};
+    for (double b : bounds) {
+      values.push_back(b);
+      values.push_back(std::nextafter(b, INFINITY));
+      values.push_back(std::nextafter(b, -INFINITY));
+    }
+    for (int i = 0; i < 2000; ++i) {
+      uint64_t bits = rng();
+      double v;
+      std::memcpy(&v, &bits, sizeof v);
+      values.push_back(v);
+      values.push_back(std::ldexp(static_cast<double>(rng() % 1000) / 1000.0, static_cast<int>(rng() % 60) - 30));
+    }
+    std::vector<double> expected(bounds.size() + 1, 0);
+    for (double v : values) {
+      size_t i = 0;
+      while (i < bounds.size() && !(v <= bounds[i])) ++i;
+      expected[i] += 1;
+      h.Observe(v);
+    }
+    Reader r(name.name);
+    for (size_t b = 0; b <= bounds.size(); ++b) {
+      EXPECT_EQ(r.Cell(fam.name(), {}, static_cast<uint32_t>(b)), expected[b]) << "set " << set << " bucket " << b;
+    }
+  }
+}
+
+// Counters stay integers while every amount is whole and switch to double bits after a fraction;
+// either way, across writers and through a fold, the total is exact.
+TEST(ClientTest, CounterEncodingSwitchesToFloatAndStaysExact) {
+  ScopedRegionName name("encoding");
+  Client& c = Client::Attach(name.name, SmallOptions());
+  Counter& k = BuildCounter().Name("enc_total").Help("E.").Register(c).Get();
+  k.Inc();
+  k.Add(41);  // integer
+  std::thread([&] {
+    k.Add(0.5);  // this writer turns float
+    k.Inc();
+  }).join();     // and is folded
+  k.Add(1e300);  // far beyond 2^63: float from here on
+  Reader r(name.name);
+  EXPECT_EQ(r.Cell("enc", {}), 1e300 + 43.5);
+  Counter& big = BuildCounter().Name("big_total").Help("B.").Register(c).Get();
+  big.Add(9007199254740992.0);  // 2^53: not exact as a double increment any more, stays exact as integer
+  big.Inc();
+  EXPECT_EQ(r.Cell("big", {}), 9007199254740992.0);  // served as a double: rounds to even
 }
 
 TEST(ClientTest, RegistrationErrorsNameTheMetric) {

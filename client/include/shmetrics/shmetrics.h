@@ -52,6 +52,10 @@ struct HandleData {
   bool most_recent = false;        // gauges: also stamp the time of each write
   uint32_t bucket_count = 0;       // histograms: finite bounds
   const double* bounds = nullptr;  // histograms: process-local copy, lives with the family
+  // Histograms: for each sign+exponent of a double (its top 12 bits), the first bucket whose
+  // bound can hold such a value; then at most `bucket_steps` compares. nullptr: plain search.
+  const uint8_t* bucket_table = nullptr;
+  uint32_t bucket_steps = 0;
   uint32_t exemplar_offset = 0;    // 0: this family keeps no exemplars
   detail::NativeParams native;     // window 0: not a native histogram
 };
@@ -66,11 +70,14 @@ struct ExemplarLabel {
 class Counter {
  public:
   // Hot path. A counter only goes up: a negative or NaN Add is dropped and counted.
-  void Inc() noexcept { Add(1.0); }
+  void Inc() noexcept {
+    if (__builtin_expect(d_.dropped, 0)) return detail::CountDrop(d_.region, d_.drop_cell);
+    detail::CounterInc(*detail::ThreadCells(d_.region, d_.cell_base));  // own cell: no lock
+  }
   void Add(double v) noexcept {
     if (__builtin_expect(d_.dropped, 0)) return detail::CountDrop(d_.region, d_.drop_cell);
     if (__builtin_expect(!(v >= 0.0), 0)) return detail::CountDrop(d_.region, d_.invalid_cell);
-    detail::SingleWriterAdd(*detail::ThreadCells(d_.region, d_.cell_base), v);  // own cell: no lock
+    detail::CounterAdd(*detail::ThreadCells(d_.region, d_.cell_base), v);  // own cell: no lock
   }
   // With an exemplar (families built with .Exemplars()): the value, then the exemplar under its
   // seqlock, so the gateway never serves a torn one. Costs a clock read and a small copy.
@@ -140,7 +147,7 @@ class Histogram {
   friend class detail::FamilyCore;
   shm::Cell* ObserveInto(double v, uint32_t b) noexcept {
     shm::Cell* c = detail::ThreadCells(d_.region, d_.cell_base);
-    detail::SingleWriterAdd(c[b], 1.0);
+    detail::CountInc(c[b]);
     detail::SingleWriterAdd(c[d_.bucket_count + 1], v);
     if (d_.native.window != 0) detail::NativeObserve(c + d_.native.offset, v, d_.native);
     return c;
@@ -148,6 +155,12 @@ class Histogram {
   uint32_t BucketIndex(double v) const noexcept {
     const double* b = d_.bounds;
     const uint32_t n = d_.bucket_count;
+    if (d_.bucket_table != nullptr) {  // the octave's first candidate, then a few compares
+      if (__builtin_expect(v != v, 0)) return n;  // NaN lands in +Inf
+      uint32_t i = d_.bucket_table[std::bit_cast<uint64_t>(v) >> 52];
+      for (uint32_t s = 0; s < d_.bucket_steps; ++s) i += (i < n) & !(v <= b[i < n ? i : 0]);
+      return i;
+    }
     if (n <= 32) {  // branch-free: no mispredicts on random values
       uint32_t i = 0;
       for (uint32_t k = 0; k < n; ++k) i += !(v <= b[k]);
@@ -174,7 +187,7 @@ class Summary {
   void Observe(double v) noexcept {
     if (__builtin_expect(d_.dropped, 0)) return detail::CountDrop(d_.region, d_.drop_cell);
     shm::Cell* c = detail::ThreadCells(d_.region, d_.cell_base);
-    detail::SingleWriterAdd(c[0], 1.0);
+    detail::CountInc(c[0]);
     detail::SingleWriterAdd(c[1], v);
   }
 
@@ -205,6 +218,8 @@ class FamilyCore {
   shm::FamilySpec spec_;
   shm::FamilyResult registered_;
   std::atomic<Table*> table_;
+  std::vector<uint8_t> bucket_table_;  // histograms: see HandleData::bucket_table
+  uint32_t bucket_steps_ = 0;
 };
 
 }  // namespace detail

@@ -83,6 +83,31 @@ void WriteExemplar(uint32_t region, shm::Cell* block, double value, const Exempl
 void NativeObserveSlow(shm::Cell* block, double v, const NativeParams& p) noexcept;
 int32_t NativeBucketKey(double a, int32_t schema) noexcept;
 
+// Single-writer counter updates (see the counter encoding in shm/layout.h).
+inline void CounterInc(shm::Cell& cell) noexcept {
+  const uint64_t x = cell.load(std::memory_order_relaxed);
+  if (__builtin_expect((x & shm::kCounterFloatTag) != 0, 0)) {
+    cell.store(shm::EncodeCounterFloat(shm::DecodeCounterCell(x) + 1.0), std::memory_order_relaxed);
+    return;
+  }
+  cell.store(x + 1, std::memory_order_relaxed);
+}
+inline void CounterAdd(shm::Cell& cell, double v) noexcept {  // v >= 0, checked by the caller
+  const uint64_t x = cell.load(std::memory_order_relaxed);
+  if (!(x & shm::kCounterFloatTag) && v < 9007199254740992.0) {  // 2^53: exact as an integer
+    const auto n = static_cast<uint64_t>(v);
+    if (static_cast<double>(n) == v && !((x + n) & shm::kCounterFloatTag)) {
+      cell.store(x + n, std::memory_order_relaxed);
+      return;
+    }
+  }
+  cell.store(shm::EncodeCounterFloat(shm::DecodeCounterCell(x) + v), std::memory_order_relaxed);
+}
+// Single-writer +1 of an integer count cell.
+inline void CountInc(shm::Cell& cell) noexcept {
+  cell.store(cell.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
 // Single-writer add: this thread is the only writer of `cell`, so load + store is atomic enough
 // and costs no lock prefix. Readers see either the old or the new value, never a torn one.
 inline void SingleWriterAdd(shm::Cell& cell, double v) noexcept {

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -37,7 +38,7 @@
 namespace shmetrics::shm {
 
 inline constexpr uint64_t kMagic = 0x4349'5254'454d'4853ull;  // "SHMETRIC" as little-endian bytes
-inline constexpr uint32_t kLayoutVersion = 2;
+inline constexpr uint32_t kLayoutVersion = 3;
 
 inline constexpr uint32_t kCellBytes = 8;
 inline constexpr uint32_t kCellsPerPage = 512;
@@ -96,6 +97,27 @@ inline constexpr bool IsPerWorkerMode(GaugeMode m) {
   return m == GaugeMode::kAll || m == GaugeMode::kLiveAll;
 }
 
+// Cell encodings (the writer and the gateway must agree):
+//  - counter value: an integer while every amount added was whole (Inc is then an integer add,
+//    no float round trip on the cell's load-add-store chain); after a fractional amount, the
+//    double's bits with bit 63 set. A counter is never negative, so its sign bit is free.
+//  - count (histogram buckets, summary count, drop counters): an integer.
+//  - sum (histogram and summary sums): double bits.
+//  - gauge: see kGaugeBias below.
+inline constexpr uint64_t kCounterFloatTag = 1ull << 63;
+inline constexpr double DecodeCounterCell(uint64_t bits) {
+  return (bits & kCounterFloatTag) ? std::bit_cast<double>(bits & ~kCounterFloatTag)
+                                   : static_cast<double>(bits);
+}
+inline constexpr uint64_t EncodeCounterFloat(double v) {
+  return std::bit_cast<uint64_t>(v) | kCounterFloatTag;
+}
+// The sum of two counter cells, staying integer while both are and it fits.
+inline constexpr uint64_t AddCounterCells(uint64_t a, uint64_t b) {
+  if (!((a | b) & kCounterFloatTag) && ((a + b) & kCounterFloatTag) == 0 && a + b >= a) return a + b;
+  return EncodeCounterFloat(DecodeCounterCell(a) + DecodeCounterCell(b));
+}
+
 // Gauge cells hold the value's bits XOR kGaugeBias, so that a zeroed cell means "this worker
 // never set it" (min/max/mostrecent/all must not see a phantom 0). NaN is canonicalised on store,
 // so no value encodes to 0.
@@ -112,10 +134,10 @@ inline constexpr uint32_t kExemplarLabelBytes = 128;  // OpenMetrics' limit on n
 inline constexpr uint32_t kExemplarCells = 4 + kExemplarLabelBytes / kCellBytes;
 
 // Where the parts of one series' cell range are, relative to its cell_base.
-//  counter:   [value] [exemplar block]?
+//  counter:   [value (counter encoding)] [exemplar block]?
 //  gauge:     [encoded value] [unix ns of the last write, most-recent modes]
 //  summary:   [count, sum]
-//  histogram: [count per finite bound..., +Inf count, sum] [native block]? [exemplar block per
+//  histogram: [count per finite bound..., +Inf count, sum (double)] [native block]? [exemplar block per
 //             classic bucket incl. +Inf]?
 struct SeriesLayout {
   uint32_t cells = 0;
