@@ -259,16 +259,7 @@ void NativeObserveSlow(shm::Cell* block, double v, const NativeParams& p) noexce
   const uint64_t seq = block[0].load(std::memory_order_relaxed);
   block[0].store(seq + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
-  shm::native::Sparse h;
-  shm::native::Decode(block, p.window, p.schema, h);  // our own block: cannot be torn
-  const double a = v < 0 ? -v : v;
-  const int32_t key = shm::native::BucketKey(a, h.schema);
-  (v > 0 ? h.positive : h.negative)[key] += 1.0;
-  try {
-    shm::native::Encode(std::move(h), block, p.window);  // moves the window or lowers the schema
-  } catch (...) {
-    // std::map allocation failed: the observation stays in the classic part (count, sum) only.
-  }
+  shm::native::AddInPlace(block, p.window, p.schema, v);  // stack buffers: no allocation
   block[0].store(seq + 2, std::memory_order_release);
 }
 

@@ -10,21 +10,19 @@
 namespace shmetrics::shm::native {
 namespace {
 
-// bounds[s][i] = 2^(i / 2^s) / 2 for schema s in 1..8: the mantissa boundaries of one octave.
+// table[s][i] = 2^(i / 2^s) / 2 for schema s in 1..8: the mantissa boundaries of one octave.
+// Fixed arrays filled at load time, so BucketKey (on the writer's path) never allocates nor
+// waits for a first-use guard.
 struct Bounds {
   Bounds() {
     for (int s = 1; s <= kMaxSchema; ++s) {
       const int n = 1 << s;
-      table[s].resize(n);
       for (int i = 0; i < n; ++i) table[s][i] = std::exp2(static_cast<double>(i) / n) / 2;
     }
   }
-  std::vector<double> table[kMaxSchema + 1];
+  double table[kMaxSchema + 1][1 << kMaxSchema];
 };
-const Bounds& MantissaBounds() {
-  static const Bounds b;
-  return b;
-}
+const Bounds kMantissaBounds;
 
 double D(uint64_t bits) { return std::bit_cast<double>(bits); }
 uint64_t U(double v) { return std::bit_cast<uint64_t>(v); }
@@ -49,9 +47,10 @@ int32_t BucketKey(double a, int32_t schema) noexcept {
   int exp = 0;
   const double frac = std::frexp(a, &exp);  // a = frac * 2^exp, frac in [0.5, 1)
   if (schema > 0) {
-    const std::vector<double>& b = MantissaBounds().table[schema];
-    const auto i = std::lower_bound(b.begin(), b.end(), frac) - b.begin();
-    return static_cast<int32_t>(i + (exp - 1) * static_cast<int64_t>(b.size()));
+    const double* b = kMantissaBounds.table[schema];
+    const int64_t n = int64_t{1} << schema;
+    const auto i = std::lower_bound(b, b + n, frac) - b;
+    return static_cast<int32_t>(i + (exp - 1) * n);
   }
   int32_t key = exp;
   if (frac == 0.5) --key;  // exact powers of two are the upper bound of the bucket below
@@ -117,6 +116,77 @@ bool DecodeLive(const Cell* block, uint32_t window, int32_t family_schema, Spars
     if (block[0].load(std::memory_order_relaxed) == s1) return ok;
   }
   return false;
+}
+
+namespace {
+struct StackWindow {
+  int32_t offset = 0;
+  double count[kMaxWindow];
+};
+
+void LoadWindow(const Cell* cells, uint32_t w, int32_t offset, StackWindow& out) {
+  out.offset = offset;
+  for (uint32_t i = 0; i < w; ++i) out.count[i] = D(cells[i].load(std::memory_order_relaxed));
+}
+
+void StoreWindow(Cell* cells, uint32_t w, const StackWindow& in) {
+  for (uint32_t i = 0; i < w; ++i) cells[i].store(U(in.count[i]), std::memory_order_relaxed);
+}
+
+// Halves the resolution of one window in place; the span only shrinks, so it still fits.
+void ReduceWindow(StackWindow& win, uint32_t w) {
+  double out[kMaxWindow] = {};
+  const int32_t base = ReduceKey(win.offset, 1);
+  for (uint32_t i = 0; i < w; ++i) {
+    if (win.count[i] != 0) out[ReduceKey(win.offset + static_cast<int32_t>(i), 1) - base] += win.count[i];
+  }
+  win.offset = base;
+  for (uint32_t i = 0; i < w; ++i) win.count[i] = out[i];
+}
+}  // namespace
+
+void AddInPlace(Cell* block, uint32_t w, int32_t family_schema, double v) noexcept {
+  const uint64_t schema_cell = block[1].load(std::memory_order_relaxed);
+  int32_t schema = schema_cell == 0 ? family_schema : static_cast<int32_t>(schema_cell) - static_cast<int32_t>(kSchemaBias);
+  if (schema < kMinSchema || schema > kMaxSchema) schema = family_schema;  // cannot happen: our own block
+  const uint64_t offs = block[2].load(std::memory_order_relaxed);
+  StackWindow pos, neg;
+  LoadWindow(block + kHeaderCells, w, static_cast<int32_t>(static_cast<uint32_t>(offs)), pos);
+  LoadWindow(block + kHeaderCells + w, w, static_cast<int32_t>(static_cast<uint32_t>(offs >> 32)), neg);
+  StackWindow& target = v > 0 ? pos : neg;
+  const double a = v > 0 ? v : -v;
+  for (;;) {
+    const int32_t key = BucketKey(a, schema);
+    int64_t lo = key, hi = key;
+    for (uint32_t i = 0; i < w; ++i) {
+      if (target.count[i] == 0) continue;
+      lo = std::min<int64_t>(lo, target.offset + int64_t{i});
+      hi = std::max<int64_t>(hi, target.offset + int64_t{i});
+    }
+    if (hi - lo < static_cast<int64_t>(w) || schema == kMinSchema) {
+      // Re-centre the occupied span (room both ways before the next move), then count.
+      const int64_t span = hi - lo + 1;
+      const int64_t start = span <= static_cast<int64_t>(w) ? lo - (static_cast<int64_t>(w) - span) / 2 : lo;
+      double moved[kMaxWindow] = {};
+      for (uint32_t i = 0; i < w; ++i) {
+        if (target.count[i] == 0) continue;
+        const int64_t at = std::clamp<int64_t>(target.offset + int64_t{i} - start, 0, w - 1);
+        moved[at] += target.count[i];
+      }
+      moved[std::clamp<int64_t>(key - start, 0, w - 1)] += 1.0;  // clamped only at kMinSchema
+      target.offset = static_cast<int32_t>(start);
+      for (uint32_t i = 0; i < w; ++i) target.count[i] = moved[i];
+      break;
+    }
+    ReduceWindow(pos, w);  // both signs share the schema
+    ReduceWindow(neg, w);
+    --schema;
+  }
+  StoreWindow(block + kHeaderCells, w, pos);
+  StoreWindow(block + kHeaderCells + w, w, neg);
+  block[2].store(uint64_t{static_cast<uint32_t>(pos.offset)} | uint64_t{static_cast<uint32_t>(neg.offset)} << 32,
+                 std::memory_order_relaxed);
+  block[1].store(static_cast<uint64_t>(schema + static_cast<int32_t>(kSchemaBias)), std::memory_order_relaxed);
 }
 
 void Encode(Sparse h, Cell* block, uint32_t window) {

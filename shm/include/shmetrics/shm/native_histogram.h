@@ -69,6 +69,12 @@ bool Decode(const Cell* block, uint32_t window, int32_t family_schema, Sparse& o
 // Reads a live writer's block under its seqlock; false if it stayed torn after many retries or is
 // invalid.
 bool DecodeLive(const Cell* block, uint32_t window, int32_t family_schema, Sparse& out);
+// Adds one observation `v` (|v| above the zero threshold, not NaN) to a writer's own block,
+// moving the window or lowering the schema as needed. In place, with stack buffers only: no
+// allocation, no lock (the writer's path). At kMinSchema a value still out of reach (only with
+// tiny windows) is counted in the nearest edge bucket. Does not touch the seqlock.
+void AddInPlace(Cell* block, uint32_t window, int32_t family_schema, double v) noexcept;
+
 // Writes `h` into a block of `window` buckets per sign, lowering the schema until both signs fit
 // (never below kMinSchema, where any double range fits). Does not touch the seqlock.
 void Encode(Sparse h, Cell* block, uint32_t window);
