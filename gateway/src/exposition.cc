@@ -9,7 +9,8 @@
 namespace shmetrics::gateway {
 namespace {
 
-void AppendHeader(std::string& out, const std::string& name, const std::string& help, const char* type) {
+void AppendHeader(std::string& out, const std::string& name, const std::string& help,
+                  const char* type) {
   out += "# HELP ";
   out += name;
   out += ' ';
@@ -22,8 +23,9 @@ void AppendHeader(std::string& out, const std::string& name, const std::string& 
 }
 
 // name{labels[,extra_name="extra_value"]} value
-void AppendSample(std::string& out, const std::string& name, const char* suffix, const std::string& labels,
-                  const char* extra_name, const std::string& extra_value, double value) {
+void AppendSample(std::string& out, const std::string& name, const char* suffix,
+                  const std::string& labels, const char* extra_name, const std::string& extra_value,
+                  double value) {
   out += name;
   out += suffix;
   if (!labels.empty() || extra_name != nullptr) {
@@ -45,10 +47,14 @@ void AppendSample(std::string& out, const std::string& name, const char* suffix,
 
 const char* TypeName(shm::MetricType t) {
   switch (t) {
-    case shm::MetricType::kCounter: return "counter";
-    case shm::MetricType::kGauge: return "gauge";
-    case shm::MetricType::kHistogram: return "histogram";
-    case shm::MetricType::kSummary: return "summary";
+    case shm::MetricType::kCounter:
+      return "counter";
+    case shm::MetricType::kGauge:
+      return "gauge";
+    case shm::MetricType::kHistogram:
+      return "histogram";
+    case shm::MetricType::kSummary:
+      return "summary";
   }
   return "untyped";
 }
@@ -75,13 +81,10 @@ void AppendText(const RegionReader& reader, const Snapshot& snap, std::string& o
           break;
         case shm::MetricType::kGauge:
           if (shm::IsPerWorkerMode(fv.gauge_mode)) {
-            auto [lo, hi] = std::equal_range(
-                snap.worker_gauges.begin(), snap.worker_gauges.end(), WorkerGauge{si, {}, 0},
-                [](const WorkerGauge& a, const WorkerGauge& b) { return a.series < b.series; });
-            for (auto it = lo; it != hi; ++it) {
+            for (const WorkerGauge& w : snap.WorkerGaugesOf(si)) {
               pid_value.clear();
-              text::AppendLabelValue(pid_value, it->pid);
-              AppendSample(out, name, "", s.text_labels, "pid", pid_value, it->value);
+              text::AppendLabelValue(pid_value, w.pid);
+              AppendSample(out, name, "", s.text_labels, "pid", pid_value, w.value);
             }
           } else if (snap.gauge[si]) {
             AppendSample(out, name, "", s.text_labels, nullptr, {}, *snap.gauge[si]);
@@ -93,10 +96,13 @@ void AppendText(const RegionReader& reader, const Snapshot& snap, std::string& o
           for (size_t b = 0; b <= fv.bounds.size(); ++b) {
             cumulative += snap.sums[base + b];
             bound.clear();
-            text::AppendBound(bound, b < fv.bounds.size() ? fv.bounds[b] : std::numeric_limits<double>::infinity());
+            text::AppendBound(bound, b < fv.bounds.size()
+                                         ? fv.bounds[b]
+                                         : std::numeric_limits<double>::infinity());
             AppendSample(out, name, "_bucket", s.text_labels, "le", bound, cumulative);
           }
-          AppendSample(out, name, "_sum", s.text_labels, nullptr, {}, snap.sums[base + fv.bounds.size() + 1]);
+          AppendSample(out, name, "_sum", s.text_labels, nullptr, {},
+                       snap.sums[base + fv.bounds.size() + 1]);
           AppendSample(out, name, "_count", s.text_labels, nullptr, {}, cumulative);
           break;
         }
@@ -115,11 +121,20 @@ void AppendText(const std::vector<prometheus::MetricFamily>& families, std::stri
     if (f.metric.empty()) continue;
     const char* type = "untyped";
     switch (f.type) {
-      case prometheus::MetricType::Counter: type = "counter"; break;
-      case prometheus::MetricType::Gauge: type = "gauge"; break;
-      case prometheus::MetricType::Histogram: type = "histogram"; break;
-      case prometheus::MetricType::Summary: type = "summary"; break;
-      default: break;
+      case prometheus::MetricType::Counter:
+        type = "counter";
+        break;
+      case prometheus::MetricType::Gauge:
+        type = "gauge";
+        break;
+      case prometheus::MetricType::Histogram:
+        type = "histogram";
+        break;
+      case prometheus::MetricType::Summary:
+        type = "summary";
+        break;
+      default:
+        break;
     }
     AppendHeader(out, f.name, f.help, type);
     for (const prometheus::ClientMetric& m : f.metric) {
@@ -142,13 +157,16 @@ void AppendText(const std::vector<prometheus::MetricFamily>& families, std::stri
           for (const auto& b : m.histogram.bucket) {
             bound.clear();
             text::AppendBound(bound, b.upper_bound);
-            AppendSample(out, f.name, "_bucket", labels, "le", bound, static_cast<double>(b.cumulative_count));
+            AppendSample(out, f.name, "_bucket", labels, "le", bound,
+                         static_cast<double>(b.cumulative_count));
           }
           if (m.histogram.bucket.empty() || !std::isinf(m.histogram.bucket.back().upper_bound)) {
-            AppendSample(out, f.name, "_bucket", labels, "le", "+Inf", static_cast<double>(m.histogram.sample_count));
+            AppendSample(out, f.name, "_bucket", labels, "le", "+Inf",
+                         static_cast<double>(m.histogram.sample_count));
           }
           AppendSample(out, f.name, "_sum", labels, nullptr, {}, m.histogram.sample_sum);
-          AppendSample(out, f.name, "_count", labels, nullptr, {}, static_cast<double>(m.histogram.sample_count));
+          AppendSample(out, f.name, "_count", labels, nullptr, {},
+                       static_cast<double>(m.histogram.sample_count));
           break;
         }
         case prometheus::MetricType::Summary:
@@ -158,7 +176,8 @@ void AppendText(const std::vector<prometheus::MetricFamily>& families, std::stri
             AppendSample(out, f.name, "", labels, "quantile", bound, q.value);
           }
           AppendSample(out, f.name, "_sum", labels, nullptr, {}, m.summary.sample_sum);
-          AppendSample(out, f.name, "_count", labels, nullptr, {}, static_cast<double>(m.summary.sample_count));
+          AppendSample(out, f.name, "_count", labels, nullptr, {},
+                       static_cast<double>(m.summary.sample_count));
           break;
         default:
           AppendSample(out, f.name, "", labels, nullptr, {}, m.untyped.value);

@@ -24,46 +24,107 @@ void Sync(prometheus::Counter& counter, double now, double& last) {
 
 struct Gateway::SelfMetrics {
   explicit SelfMetrics(prometheus::Registry& r)
-      : workers(prometheus::BuildGauge().Name("shmetrics_workers").Help("Worker processes with a live slot in the region.").Register(r)),
+      : workers(prometheus::BuildGauge()
+                    .Name("shmetrics_workers")
+                    .Help("Worker processes with a live slot in the region.")
+                    .Register(r)),
         workers_live(workers.Add({{"state", "live"}})),
-        dead(prometheus::BuildCounter().Name("shmetrics_workers_dead_total").Help("Worker processes found dead and folded into the accumulator.").Register(r)),
+        dead(prometheus::BuildCounter()
+                 .Name("shmetrics_workers_dead_total")
+                 .Help("Worker processes found dead and folded into the accumulator.")
+                 .Register(r)),
         dead_workers(dead.Add({})),
-        writers(prometheus::BuildGauge().Name("shmetrics_writers").Help("Writer slots (one per writing thread) in use.").Register(r)),
+        writers(prometheus::BuildGauge()
+                    .Name("shmetrics_writers")
+                    .Help("Writer slots (one per writing thread) in use.")
+                    .Register(r)),
         writers_live(writers.Add({{"state", "live"}})),
-        writers_folded_family(prometheus::BuildCounter().Name("shmetrics_writers_folded_total").Help("Writer slots (threads or processes) folded into the accumulator.").Register(r)),
+        writers_folded_family(
+            prometheus::BuildCounter()
+                .Name("shmetrics_writers_folded_total")
+                .Help("Writer slots (threads or processes) folded into the accumulator.")
+                .Register(r)),
         writers_folded(writers_folded_family.Add({})),
-        slots(prometheus::BuildGauge().Name("shmetrics_slots").Help("Writer slots in the region.").Register(r)),
+        slots(prometheus::BuildGauge()
+                  .Name("shmetrics_slots")
+                  .Help("Writer slots in the region.")
+                  .Register(r)),
         slots_used(slots.Add({{"state", "used"}})),
         slots_total(slots.Add({{"state", "total"}})),
-        series(prometheus::BuildGauge().Name("shmetrics_series").Help("Series registered in the region.").Register(r)),
+        series(prometheus::BuildGauge()
+                   .Name("shmetrics_series")
+                   .Help("Series registered in the region.")
+                   .Register(r)),
         series_count(series.Add({})),
-        families(prometheus::BuildGauge().Name("shmetrics_families").Help("Metric families registered in the region.").Register(r)),
+        families(prometheus::BuildGauge()
+                     .Name("shmetrics_families")
+                     .Help("Metric families registered in the region.")
+                     .Register(r)),
         families_count(families.Add({})),
-        bytes(prometheus::BuildGauge().Name("shmetrics_region_bytes").Help("Size of the shared-memory region: total, and used (fixed sections plus pages handed out).").Register(r)),
+        bytes(prometheus::BuildGauge()
+                  .Name("shmetrics_region_bytes")
+                  .Help("Size of the shared-memory region: total, and used (fixed sections plus "
+                        "pages handed out).")
+                  .Register(r)),
         bytes_used(bytes.Add({{"kind", "used"}})),
         bytes_total(bytes.Add({{"kind", "total"}})),
-        footprint(prometheus::BuildGauge().Name("shmetrics_region_bytes_per_series_writer").Help("Page bytes held by live writers divided by the cells they have written: the region's cost per (series, writer that touched it) for counters (histograms use buckets + 2 cells per series). NaN before any write.").Register(r)),
+        footprint(
+            prometheus::BuildGauge()
+                .Name("shmetrics_region_bytes_per_series_writer")
+                .Help("Page bytes held by live writers divided by the cells they have written: the "
+                      "region's cost per (series, writer that touched it) for counters (histograms "
+                      "use buckets + 2 cells per series). NaN before any write.")
+                .Register(r)),
         bytes_per_series_writer(footprint.Add({})),
-        dropped(prometheus::BuildCounter().Name("shmetrics_dropped_updates_total").Help("Updates that could not be stored, by reason: series_limit (a family's cap), invalid_value (a negative or NaN counter increment), region_full (no room for the family or series), no_slot (no free writer slot), no_page (page pool exhausted), exemplar (an exemplar over 128 bytes or on a family without exemplars; its value was stored).").Register(r)),
+        dropped(prometheus::BuildCounter()
+                    .Name("shmetrics_dropped_updates_total")
+                    .Help("Updates that could not be stored, by reason: series_limit (a family's "
+                          "cap), invalid_value (a negative or NaN counter increment), region_full "
+                          "(no room for the family or series), no_slot (no free writer slot), "
+                          "no_page (page pool exhausted), exemplar (an exemplar over 128 bytes or "
+                          "on a family without exemplars; its value was stored).")
+                    .Register(r)),
         dropped_series_limit(dropped.Add({{"reason", "series_limit"}})),
         dropped_invalid_value(dropped.Add({{"reason", "invalid_value"}})),
         dropped_exemplar(dropped.Add({{"reason", "exemplar"}})),
         dropped_region_full(dropped.Add({{"reason", "region_full"}})),
         dropped_no_slot(dropped.Add({{"reason", "no_slot"}})),
         dropped_no_page(dropped.Add({{"reason", "no_page"}})),
-        family_dropped(prometheus::BuildCounter().Name("shmetrics_family_dropped_updates_total").Help("Updates dropped per family and reason (series_limit, invalid_value).").Register(r)),
-        registration(prometheus::BuildCounter().Name("shmetrics_registration_errors_total").Help("Families or series refused for lack of room in the region.").Register(r)),
+        family_dropped(
+            prometheus::BuildCounter()
+                .Name("shmetrics_family_dropped_updates_total")
+                .Help("Updates dropped per family and reason (series_limit, invalid_value).")
+                .Register(r)),
+        registration(prometheus::BuildCounter()
+                         .Name("shmetrics_registration_errors_total")
+                         .Help("Families or series refused for lack of room in the region.")
+                         .Register(r)),
         registration_errors(registration.Add({})),
-        invalid(prometheus::BuildCounter().Name("shmetrics_region_invalid_records_total").Help("Region records the gateway skipped as invalid (corrupt or hostile data).").Register(r)),
+        invalid(
+            prometheus::BuildCounter()
+                .Name("shmetrics_region_invalid_records_total")
+                .Help("Region records the gateway skipped as invalid (corrupt or hostile data).")
+                .Register(r)),
         invalid_records(invalid.Add({{"kind", "registry"}})),
         invalid_slots(invalid.Add({{"kind", "slot"}})),
         torn_reads(invalid.Add({{"kind", "torn_block"}})),
-        folds(prometheus::BuildCounter().Name("shmetrics_fold_rounds_total").Help("Rounds that folded dead writers into the accumulator.").Register(r)),
+        folds(prometheus::BuildCounter()
+                  .Name("shmetrics_fold_rounds_total")
+                  .Help("Rounds that folded dead writers into the accumulator.")
+                  .Register(r)),
         fold_rounds(folds.Add({{"result", "ok"}})),
         fold_failures(folds.Add({{"result", "no_room"}})),
-        scrape(prometheus::BuildHistogram().Name("shmetrics_scrape_duration_seconds").Help("Time to reap, merge and encode one /metrics body.").Register(r)),
-        scrape_duration(scrape.Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5})),
-        http(prometheus::BuildCounter().Name("shmetrics_http_errors_total").Help("HTTP requests the gateway refused or could not serve, by reason.").Register(r)),
+        scrape(prometheus::BuildHistogram()
+                   .Name("shmetrics_scrape_duration_seconds")
+                   .Help("Time to reap, merge and encode one /metrics body.")
+                   .Register(r)),
+        scrape_duration(scrape.Add(
+            {}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                        0.05, 0.1, 0.25, 0.5, 1, 2.5})),
+        http(prometheus::BuildCounter()
+                 .Name("shmetrics_http_errors_total")
+                 .Help("HTTP requests the gateway refused or could not serve, by reason.")
+                 .Register(r)),
         http_bad(http.Add({{"reason", "bad_request"}})),
         http_not_found(http.Add({{"reason", "not_found"}})),
         http_method(http.Add({{"reason", "method_not_allowed"}})),
@@ -120,22 +181,23 @@ struct Gateway::SelfMetrics {
 
   // Last values mirrored from the region / server (see Sync).
   double last_invalid_value = 0, last_exemplar = 0, last_torn = 0;
-  double last_dead = 0, last_folded = 0, last_series_limit = 0, last_region_full = 0, last_no_slot = 0,
-         last_no_page = 0, last_registration = 0, last_invalid_records = 0, last_invalid_slots = 0,
-         last_folds = 0, last_fold_failures = 0;
+  double last_dead = 0, last_folded = 0, last_series_limit = 0, last_region_full = 0,
+         last_no_slot = 0, last_no_page = 0, last_registration = 0, last_invalid_records = 0,
+         last_invalid_slots = 0, last_folds = 0, last_fold_failures = 0;
   double last_http[6] = {};
   std::map<std::string, double> last_family_dropped;
 };
 
 Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
-  reader_ = std::make_unique<RegionReader>(shm::Region::OpenOrCreate(options_.region, options_.region_options),
-                                           options_.reader);
+  reader_ = std::make_unique<RegionReader>(
+      shm::Region::OpenOrCreate(options_.region, options_.region_options), options_.reader);
   registry_ = std::make_shared<prometheus::Registry>();
   self_ = std::make_unique<SelfMetrics>(*registry_);
   endpoint_ = std::make_unique<MetricsEndpoint>(*registry_);
   const shm::Layout& l = reader_->region().layout();
-  LogInfo("region \"" + options_.region + "\" " + (reader_->region().created() ? "created" : "attached") +
-          ": " + std::to_string(l.region_bytes) + " bytes, " + std::to_string(l.max_slots) + " slots, " +
+  LogInfo("region \"" + options_.region + "\" " +
+          (reader_->region().created() ? "created" : "attached") + ": " +
+          std::to_string(l.region_bytes) + " bytes, " + std::to_string(l.max_slots) + " slots, " +
           std::to_string(l.max_series) + " series, " + std::to_string(l.page_count) + " pages");
 }
 
@@ -148,7 +210,8 @@ void Gateway::Start() {
   server_ = std::make_unique<HttpServer>(options_.http, std::move(routes));
   server_->Start();
   reaper_ = std::thread([this] { ReaperLoop(); });
-  LogInfo("serving http://" + options_.http.host + ":" + std::to_string(server_->port()) + "/metrics");
+  LogInfo("serving http://" + options_.http.host + ":" + std::to_string(server_->port()) +
+          "/metrics");
 }
 
 void Gateway::Stop() {
@@ -183,7 +246,8 @@ void Gateway::CheckRecreatedLocked() {
   const ino_t now = shm::Region::CurrentInode(options_.region);
   if (now == reader_->region().inode()) return;
   if (now == 0) {
-    LogWarn("region \"" + options_.region + "\" was removed; still serving the mapping we hold "
+    LogWarn("region \"" + options_.region +
+            "\" was removed; still serving the mapping we hold "
             "(workers attached to it keep writing into it)");
     return;
   }
@@ -242,10 +306,11 @@ void Gateway::UpdateSelfMetricsLocked(const Snapshot& snap) {
   Sync(m.fold_failures, static_cast<double>(rs.fold_failures), m.last_fold_failures);
   if (server_) {
     const HttpServerStats h = server_->stats();
-    const double now[6] = {double(h.bad_requests), double(h.not_found), double(h.method_not_allowed),
-                           double(h.timeouts), double(h.rejected_connections), double(h.handler_errors)};
-    prometheus::Counter* counters[6] = {&m.http_bad, &m.http_not_found, &m.http_method,
-                                        &m.http_timeouts, &m.http_rejected, &m.http_handler};
+    const double now[6] = {double(h.bad_requests),         double(h.not_found),
+                           double(h.method_not_allowed),   double(h.timeouts),
+                           double(h.rejected_connections), double(h.handler_errors)};
+    prometheus::Counter* counters[6] = {&m.http_bad,      &m.http_not_found, &m.http_method,
+                                        &m.http_timeouts, &m.http_rejected,  &m.http_handler};
     for (int i = 0; i < 6; ++i) Sync(*counters[i], now[i], m.last_http[i]);
   }
 }
@@ -259,20 +324,31 @@ std::string Gateway::Render(Format format) {
   reader_->Collect(snapshot_);
   body.reserve(reader_->series().size() * 64 + 4096);
   switch (format) {
-    case Format::kText: AppendText(*reader_, snapshot_, body); break;
-    case Format::kOpenMetrics: AppendOpenMetrics(*reader_, snapshot_, body); break;
-    case Format::kProtobuf: AppendProtobuf(*reader_, snapshot_, body); break;
+    case Format::kText:
+      AppendText(*reader_, snapshot_, body);
+      break;
+    case Format::kOpenMetrics:
+      AppendOpenMetrics(*reader_, snapshot_, body);
+      break;
+    case Format::kProtobuf:
+      AppendProtobuf(*reader_, snapshot_, body);
+      break;
   }
   UpdateSelfMetricsLocked(snapshot_);
-  self_->scrape_duration.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  self_->scrape_duration.Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   const std::vector<prometheus::MetricFamily> self = registry_->Collect();
   switch (format) {
-    case Format::kText: AppendText(self, body); break;
+    case Format::kText:
+      AppendText(self, body);
+      break;
     case Format::kOpenMetrics:
       AppendOpenMetrics(self, body);
       AppendOpenMetricsEof(body);
       break;
-    case Format::kProtobuf: AppendProtobuf(self, body); break;
+    case Format::kProtobuf:
+      AppendProtobuf(self, body);
+      break;
   }
   return body;
 }

@@ -49,27 +49,34 @@ Exit status: 0 on SIGINT/SIGTERM, 2 on bad usage, 1 when the region or the addre
   std::exit(2);
 }
 
-uint64_t ParseNumber(std::string_view flag, std::string_view text, int base = 10, bool suffixes = false) {
+uint64_t ParseNumber(std::string_view flag, std::string_view text, int base = 10,
+                     bool suffixes = false) {
   uint64_t value = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value, base);
-  if (ec != std::errc() || p == text.data()) Usage("invalid number for " + std::string(flag) + ": '" + std::string(text) + "'");
+  if (ec != std::errc() || p == text.data())
+    Usage("invalid number for " + std::string(flag) + ": '" + std::string(text) + "'");
   std::string_view rest(p, text.data() + text.size() - p);
   if (suffixes && rest.size() == 1) {
     const char s = static_cast<char>(std::toupper(rest[0]));
     const int shift = s == 'K' ? 10 : s == 'M' ? 20 : s == 'G' ? 30 : -1;
-    if (shift < 0) Usage("invalid size suffix for " + std::string(flag) + ": '" + std::string(rest) + "' (use K, M or G)");
+    if (shift < 0)
+      Usage("invalid size suffix for " + std::string(flag) + ": '" + std::string(rest) +
+            "' (use K, M or G)");
     value <<= shift;
     rest = {};
   }
-  if (!rest.empty()) Usage("invalid number for " + std::string(flag) + ": '" + std::string(text) + "'");
+  if (!rest.empty())
+    Usage("invalid number for " + std::string(flag) + ": '" + std::string(text) + "'");
   return value;
 }
 
 void ParseListen(std::string_view text, shmetrics::gateway::HttpServerOptions& http) {
   const size_t colon = text.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) Usage("--listen wants HOST:PORT, got '" + std::string(text) + "'");
+  if (colon == std::string_view::npos || colon == 0)
+    Usage("--listen wants HOST:PORT, got '" + std::string(text) + "'");
   std::string host(text.substr(0, colon));
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   const uint64_t port = ParseNumber("--listen port", text.substr(colon + 1));
   if (port > 65535) Usage("--listen port out of range: " + std::to_string(port));
   http.host = host;
@@ -141,7 +148,8 @@ int main(int argc, char** argv) {
     gw.Start();
     int sig = 0;
     sigwait(&signals, &sig);
-    gateway::LogInfo(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
+    gateway::LogInfo(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                     ", stopping");
     gw.Stop();
     return 0;
   } catch (const std::exception& e) {

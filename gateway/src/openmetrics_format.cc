@@ -200,13 +200,10 @@ void AppendOpenMetrics(const RegionReader& reader, const Snapshot& snap, std::st
         }
         case shm::MetricType::kGauge:
           if (shm::IsPerWorkerMode(fv.gauge_mode)) {
-            auto [lo, hi] = std::equal_range(
-                snap.worker_gauges.begin(), snap.worker_gauges.end(), WorkerGauge{si, {}, 0},
-                [](const WorkerGauge& a, const WorkerGauge& b) { return a.series < b.series; });
-            for (auto it = lo; it != hi; ++it) {
+            for (const WorkerGauge& w : snap.WorkerGaugesOf(si)) {
               pid_value.clear();
-              text::AppendLabelValue(pid_value, it->pid);
-              AppendSample(out, name, "", s.text_labels, "pid", pid_value, it->value);
+              text::AppendLabelValue(pid_value, w.pid);
+              AppendSample(out, name, "", s.text_labels, "pid", pid_value, w.value);
             }
           } else if (snap.gauge[si]) {
             AppendSample(out, name, "", s.text_labels, nullptr, {}, *snap.gauge[si]);

@@ -205,13 +205,10 @@ void AppendProtobuf(const RegionReader& reader, const Snapshot& snap, std::strin
         }
         case shm::MetricType::kGauge:
           if (shm::IsPerWorkerMode(fv.gauge_mode)) {
-            auto [lo, hi] = std::equal_range(
-                snap.worker_gauges.begin(), snap.worker_gauges.end(), WorkerGauge{si, {}, 0},
-                [](const WorkerGauge& a, const WorkerGauge& b) { return a.series < b.series; });
-            for (auto it = lo; it != hi; ++it) {
+            for (const WorkerGauge& w : snap.WorkerGaugesOf(si)) {
               pb::Metric* m = add_metric(s);
-              AddLabel(m, "pid", it->pid);
-              m->mutable_gauge()->set_value(it->value);
+              AddLabel(m, "pid", w.pid);
+              m->mutable_gauge()->set_value(w.value);
             }
           } else if (snap.gauge[si]) {
             add_metric(s)->mutable_gauge()->set_value(*snap.gauge[si]);

@@ -95,7 +95,8 @@ void RegionReader::RefreshLocked() {
     if (kinds_.size() < f->drop_cell + shm::kFamilyDropCells) {
       kinds_.resize(f->drop_cell + shm::kFamilyDropCells, CellKind::kUnknown);
     }
-    for (uint32_t c = 0; c < shm::kFamilyDropCells; ++c) kinds_[f->drop_cell + c] = CellKind::kCount;
+    for (uint32_t c = 0; c < shm::kFamilyDropCells; ++c)
+      kinds_[f->drop_cell + c] = CellKind::kCount;
     family_slot_[families_seen_] = static_cast<uint32_t>(families_.size());
     families_.push_back(FamilyInfo{std::move(*f), {}});
     new_families = true;
@@ -159,7 +160,8 @@ void RegionReader::RefreshLocked() {
         kinds_[s->cell_base] = CellKind::kCounter;
         break;
       case shm::MetricType::kHistogram:
-        for (uint32_t c = 0; c <= f.view.bounds.size(); ++c) kinds_[s->cell_base + c] = CellKind::kCount;
+        for (uint32_t c = 0; c <= f.view.bounds.size(); ++c)
+          kinds_[s->cell_base + c] = CellKind::kCount;
         break;
       case shm::MetricType::kSummary:
         kinds_[s->cell_base] = CellKind::kCount;

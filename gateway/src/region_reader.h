@@ -20,12 +20,14 @@
 // Cross-process: at most one gateway per region (OFD lock on kGatewayLockByte).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -69,6 +71,13 @@ struct Snapshot {
   // Per series (gauges in aggregate modes): merged value, absent when no worker set it.
   std::vector<std::optional<double>> gauge;
   std::vector<WorkerGauge> worker_gauges;  // sorted by series
+  // The per-worker values of one series (modes all / liveall).
+  std::span<const WorkerGauge> WorkerGaugesOf(uint32_t series) const {
+    auto [lo, hi] = std::equal_range(
+        worker_gauges.begin(), worker_gauges.end(), WorkerGauge{series, {}, 0},
+        [](const WorkerGauge& a, const WorkerGauge& b) { return a.series < b.series; });
+    return {lo, hi};
+  }
   // Per series of native histogram families (empty optional otherwise): buckets merged over the
   // accumulator and live writers at the lowest schema any of them uses.
   std::vector<std::optional<shm::native::Sparse>> native;
@@ -132,7 +141,7 @@ class RegionReader {
     kGaugeTimestamp,
     kGaugeLive,
     kGaugeAll,
-    kBlock,  // native histogram or exemplar block: folded and merged per series, not per cell
+    kBlock,    // native histogram or exemplar block: folded and merged per series, not per cell
     kCounter,  // counter value: integer, or double tagged (shm::DecodeCounterCell)
     kCount,    // bucket count, summary count, drop counter: integer
   };
