@@ -26,37 +26,10 @@ void AppendHeader(std::string& out, const std::string& name, const std::string& 
 void AppendSample(std::string& out, const std::string& name, const char* suffix,
                   const std::string& labels, const char* extra_name, const std::string& extra_value,
                   double value) {
-  out += name;
-  out += suffix;
-  if (!labels.empty() || extra_name != nullptr) {
-    out += '{';
-    out += labels;
-    if (extra_name != nullptr) {
-      if (!labels.empty()) out += ',';
-      out += extra_name;
-      out += "=\"";
-      out += extra_value;
-      out += '"';
-    }
-    out += '}';
-  }
+  text::AppendSeriesName(out, name, suffix, labels, extra_name, extra_value);
   out += ' ';
   text::AppendDouble(out, value);
   out += '\n';
-}
-
-const char* TypeName(shm::MetricType t) {
-  switch (t) {
-    case shm::MetricType::kCounter:
-      return "counter";
-    case shm::MetricType::kGauge:
-      return "gauge";
-    case shm::MetricType::kHistogram:
-      return "histogram";
-    case shm::MetricType::kSummary:
-      return "summary";
-  }
-  return "untyped";
 }
 
 }  // namespace
@@ -71,7 +44,7 @@ void AppendText(const RegionReader& reader, const Snapshot& snap, std::string& o
     const shm::FamilyView& fv = f.view;
     name = fv.name;
     if (fv.type == shm::MetricType::kCounter) name += "_total";
-    AppendHeader(out, name, fv.help, TypeName(fv.type));
+    AppendHeader(out, name, fv.help, text::TypeName(fv.type));
     for (uint32_t si : f.series) {
       const SeriesInfo& s = series[si];
       const uint32_t base = s.view.cell_base;

@@ -92,20 +92,7 @@ void AppendMetadata(std::string& out, std::string_view name, const char* type,
 void AppendSample(std::string& out, std::string_view name, const char* suffix,
                   std::string_view labels, const char* extra_name, std::string_view extra_value,
                   double value, const ExemplarValue* exemplar = nullptr) {
-  out += name;
-  out += suffix;
-  if (!labels.empty() || extra_name != nullptr) {
-    out += '{';
-    out += labels;
-    if (extra_name != nullptr) {
-      if (!labels.empty()) out += ',';
-      out += extra_name;
-      out += "=\"";
-      out += extra_value;
-      out += '"';
-    }
-    out += '}';
-  }
+  text::AppendSeriesName(out, name, suffix, labels, extra_name, extra_value);
   out += ' ';
   om::AppendNumber(out, value);
   if (exemplar != nullptr && exemplar->present) {  // " # {labels} value timestamp"
@@ -159,20 +146,6 @@ void AppendHistogram(std::string& out, std::string_view name, std::string_view l
   AppendCreated(out, name, labels, created_ns);
 }
 
-const char* TypeName(shm::MetricType t) {
-  switch (t) {
-    case shm::MetricType::kCounter:
-      return "counter";
-    case shm::MetricType::kGauge:
-      return "gauge";
-    case shm::MetricType::kHistogram:
-      return "histogram";
-    case shm::MetricType::kSummary:
-      return "summary";
-  }
-  return "unknown";
-}
-
 }  // namespace
 
 void AppendOpenMetrics(const RegionReader& reader, const Snapshot& snap, std::string& out) {
@@ -184,7 +157,7 @@ void AppendOpenMetrics(const RegionReader& reader, const Snapshot& snap, std::st
     if (f.series.empty()) continue;
     const shm::FamilyView& fv = f.view;
     const std::string& name = fv.name;  // a counter's base name: samples add _total / _created
-    AppendMetadata(out, name, TypeName(fv.type), fv.unit, fv.help);
+    AppendMetadata(out, name, text::TypeName(fv.type), fv.unit, fv.help);
     for (uint32_t si : f.series) {
       const SeriesInfo& s = series[si];
       const uint32_t base = s.view.cell_base;

@@ -7,6 +7,37 @@
 
 namespace shmetrics::gateway::text {
 
+void AppendSeriesName(std::string& out, std::string_view name, std::string_view suffix,
+                      std::string_view labels, const char* extra_name, std::string_view extra_value) {
+  out += name;
+  out += suffix;
+  if (labels.empty() && extra_name == nullptr) return;
+  out += '{';
+  out += labels;
+  if (extra_name != nullptr) {
+    if (!labels.empty()) out += ',';
+    out += extra_name;
+    out += "=\"";
+    out += extra_value;
+    out += '"';
+  }
+  out += '}';
+}
+
+const char* TypeName(shm::MetricType type) {
+  switch (type) {
+    case shm::MetricType::kCounter:
+      return "counter";
+    case shm::MetricType::kGauge:
+      return "gauge";
+    case shm::MetricType::kHistogram:
+      return "histogram";
+    case shm::MetricType::kSummary:
+      return "summary";
+  }
+  return "unknown";  // not a valid type: ReadFamily rejects it before any encoder sees it
+}
+
 void AppendHelp(std::string& out, std::string_view help) {
   for (char c : help) {
     if (c == '\\') {
