@@ -1,5 +1,6 @@
 // Control plane of the client: attaching to a region, registering families, resolving label
 // values to child handles. Everything here may lock, allocate and throw.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -113,13 +114,15 @@ struct FamilyCore::Table {
 
 namespace {
 // For each of the 4096 sign+exponent octaves of a double, the number of bounds below the octave
-// (the first bucket a value in it can fall in), and the most bounds inside any octave (how many
-// compares BucketIndex needs from there). Empty when some octave holds too many bounds to win.
+// (the first bucket a value in it can fall in), and in *steps the most bounds inside any octave
+// (how many compares BucketIndex needs from there). When some octave holds more than a few bounds
+// (or there are too many for a byte), the table is all zeros and *steps is kSearchAllBuckets.
 std::vector<uint8_t> BuildBucketTable(const std::vector<double>& b, uint32_t* steps) {
   constexpr uint32_t kMaxSteps = 4;
-  if (b.empty() || b.size() >= 255) return {};
-  std::vector<uint8_t> table(4096);
-  *steps = 0;
+  std::vector<uint8_t> table(4096, 0);
+  *steps = kSearchAllBuckets;
+  if (b.size() >= 255) return table;
+  uint32_t most = 0;
   for (uint32_t key = 0; key < 4096; ++key) {
     const bool negative = key & 2048;
     const int e = static_cast<int>(key & 2047);
@@ -137,16 +140,25 @@ std::vector<uint8_t> BuildBucketTable(const std::vector<double>& b, uint32_t* st
     uint32_t inside = 0;
     while (first + inside < b.size() && b[first + inside] < hi) ++inside;
     table[key] = static_cast<uint8_t>(first);
-    *steps = std::max(*steps, inside);
+    most = std::max(most, inside);
   }
-  if (*steps > kMaxSteps) return {};
+  if (most > kMaxSteps) {
+    std::fill(table.begin(), table.end(), 0);
+    return table;
+  }
+  *steps = most;
   return table;
 }
 }  // namespace
 
 FamilyCore::FamilyCore(Client& client, shm::FamilySpec spec, const shm::FamilyResult& registered)
     : client_(client), spec_(std::move(spec)), registered_(registered), table_(new Table(16)) {
-  if (spec_.type == shm::MetricType::kHistogram) bucket_table_ = BuildBucketTable(spec_.bounds, &bucket_steps_);
+  if (spec_.type == shm::MetricType::kHistogram) {
+    // -0.0 is keyed as +0.0 (they are equal as bounds); the sentinel stands for +Inf.
+    for (double b : spec_.bounds) bound_keys_.push_back(OrderKey(b == 0 ? 0.0 : b));
+    bound_keys_.push_back(std::numeric_limits<uint64_t>::max());
+    bucket_table_ = BuildBucketTable(spec_.bounds, &bucket_steps_);
+  }
 }
 
 namespace {
@@ -210,11 +222,9 @@ HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_
   HandleData& d = entry->data;
   d.region = client_.region_id();
   d.bucket_count = static_cast<uint32_t>(spec_.bounds.size());
-  d.bounds = spec_.bounds.data();
-  if (!bucket_table_.empty()) {
-    d.bucket_table = bucket_table_.data();
-    d.bucket_steps = bucket_steps_;
-  }
+  d.bound_keys = bound_keys_.data();
+  d.bucket_table = bucket_table_.data();
+  d.bucket_steps = bucket_steps_;
   d.most_recent = shm::IsMostRecentMode(spec_.gauge_mode) && spec_.type == shm::MetricType::kGauge;
   d.exemplar_offset = registered_.layout.exemplar_offset;
   if (spec_.native) {
@@ -237,6 +247,8 @@ HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_
                       : 0;
     d.invalid_cell = registered_.drop_cell + shm::kDropInvalidValue;
   }
+  d.short_observe = spec_.type == shm::MetricType::kHistogram && !d.dropped && !spec_.native &&
+                    d.bucket_steps <= 1;
 
   // Grow at half load; readers may still be probing the old table, so it is never freed.
   if ((t->size + 1) * 2 > t->mask + 1) {

@@ -15,8 +15,8 @@
 
 namespace shmetrics::detail {
 
-constinit thread_local WriterView* tls_writers[kMaxRegions] = {};
-std::atomic<WriterView*> process_writers[kMaxRegions] = {};
+constinit thread_local PageEntry* tls_pages[kMaxRegions] = {};
+std::atomic<PageEntry*> process_pages[kMaxRegions] = {};
 
 namespace {
 
@@ -45,8 +45,8 @@ OwnedWriter* NewWriter(const shm::Region& region, uint32_t slot) {
   auto* w = new OwnedWriter();
   w->slot = slot;
   const uint32_t pages = region.layout().pages_per_slot;
-  w->view.pages = new std::atomic<shm::Cell*>[pages];
-  for (uint32_t i = 0; i < pages; ++i) w->view.pages[i].store(nullptr, std::memory_order_relaxed);
+  w->pages = new PageEntry[pages];
+  for (uint32_t i = 0; i < pages; ++i) w->pages[i].store(nullptr, std::memory_order_relaxed);
   return w;
 }
 
@@ -82,7 +82,7 @@ shm::Cell* MapPageLocked(RegionState& state, OwnedWriter& w, uint32_t cell_base)
   const shm::Region& region = *state.region;
   const uint32_t page_no = cell_base / shm::kCellsPerPage;
   if (page_no >= region.layout().pages_per_slot) return nullptr;
-  if (shm::Cell* p = w.view.pages[page_no].load(std::memory_order_acquire)) {
+  if (shm::Cell* p = w.pages[page_no].load(std::memory_order_acquire)) {
     return p + cell_base % shm::kCellsPerPage;
   }
   shm::DirectoryEntry& entry = region.directory(w.slot)[page_no];
@@ -98,7 +98,7 @@ shm::Cell* MapPageLocked(RegionState& state, OwnedWriter& w, uint32_t cell_base)
   }
   shm::Cell* page = region.page(page_index);
   if (page == nullptr) return nullptr;
-  w.view.pages[page_no].store(page, std::memory_order_release);
+  w.pages[page_no].store(page, std::memory_order_release);
   return page + cell_base % shm::kCellsPerPage;
 }
 
@@ -138,8 +138,8 @@ void ForkChild() {
     s.lock_fd = -1;
     s.primary = nullptr;
     s.primary_has_thread = false;
-    process_writers[i].store(nullptr, std::memory_order_relaxed);
-    tls_writers[i] = nullptr;
+    process_pages[i].store(nullptr, std::memory_order_relaxed);
+    tls_pages[i] = nullptr;
     tls_slots.owned[i] = nullptr;
     tls_next_claim_ns[i] = 0;
     s.mu.unlock();
@@ -154,13 +154,13 @@ ThreadSlots::~ThreadSlots() {
     if (w == nullptr) continue;
     RegionState& s = *g_states[i];
     std::lock_guard lock(s.mu);
-    tls_writers[i] = nullptr;
+    tls_pages[i] = nullptr;
     if (w == s.primary) continue;  // the process slot lives as long as the process
     shm::SlotHeader* slot = s.region->slot(w->slot);
     slot->state.store(static_cast<uint32_t>(shm::SlotState::kReleased), std::memory_order_release);
     if (s.lock_fd >= 0) shm::UnlockByte(s.lock_fd, shm::kSlotLockBase + w->slot);
-    owned[i] = nullptr;  // the view leaks on purpose: a late write through a stale pointer is
-                         // impossible (tls_writers is cleared) but cheap insurance
+    owned[i] = nullptr;  // the page table leaks on purpose: a late write through a stale pointer is
+                         // impossible (tls_pages is cleared) but cheap insurance
   }
 }
 
@@ -212,7 +212,7 @@ shm::Cell* ThreadCellsSlow(uint32_t region, uint32_t cell_base) noexcept {
     if (EnsurePrimaryLocked(state) != nullptr && !state.primary_has_thread) {
       w = state.primary;
       state.primary_has_thread = true;
-      process_writers[region].store(&state.primary->view, std::memory_order_release);
+      process_pages[region].store(state.primary->pages, std::memory_order_release);
     } else if (state.primary != nullptr) {
       w = ClaimSlotLocked(state, false);
     }
@@ -221,7 +221,7 @@ shm::Cell* ThreadCellsSlow(uint32_t region, uint32_t cell_base) noexcept {
       return Sink(*state.region, &shm::RegionHeader::dropped_no_slot);
     }
     tls_slots.owned[region] = w;
-    tls_writers[region] = &w->view;
+    tls_pages[region] = w->pages;
   }
   shm::Cell* cells;
   {
@@ -236,7 +236,7 @@ shm::Cell* ProcessCellsSlow(uint32_t region, uint32_t cell_base) noexcept {
   std::lock_guard lock(state.mu);
   OwnedWriter* w = EnsurePrimaryLocked(state);
   if (w == nullptr) return Sink(*state.region, &shm::RegionHeader::dropped_no_slot);
-  process_writers[region].store(&w->view, std::memory_order_release);
+  process_pages[region].store(w->pages, std::memory_order_release);
   shm::Cell* cells = MapPageLocked(state, *w, cell_base);
   return cells ? cells : Sink(*state.region, &shm::RegionHeader::dropped_no_page);
 }

@@ -140,8 +140,17 @@ TEST(ClientTest, BucketTableAgreesWithPlainSearch) {
   ScopedRegionName name("buckets");
   Client& c = Client::Attach(name.name, SmallOptions());
   const std::vector<std::vector<double>> bound_sets = {
-      DefaultBuckets(), ExponentialBuckets(1e-6, 2, 40), LinearBuckets(-50, 10, 11), {0}, {-1e300, 1e300},
-      {0.1, 0.1000000001, 0.2}};
+      DefaultBuckets(),
+      ExponentialBuckets(1e-6, 2, 40),
+      LinearBuckets(-50, 10, 11),
+      {0},
+      {-1e300, 1e300},
+      {0.1, 0.1000000001, 0.2},
+      {1, 1.1, 1.2, 1.3, 1.4, 1.5},  // 6 bounds in one octave: the table gives up, binary search
+      LinearBuckets(0, 1, 128),      // the most a family may have: 64 in [64, 128)
+      {-10, -5, -1},                 // negative bounds only
+      {-0.0},                        // == 0.0: +0.0 must land in it too
+      {}};                           // +Inf only
   std::mt19937_64 rng(3);
   for (size_t set = 0; set < bound_sets.size(); ++set) {
     const auto& bounds = bound_sets[set];

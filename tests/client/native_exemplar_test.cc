@@ -179,7 +179,9 @@ TEST(ExemplarTest, TornExemplarIsNeverServed) {
   gateway::RegionReader reader(shm::Region::Open(name.name));
   gateway::Snapshot snap;
   int checked = 0;
-  for (int i = 0; i < 3000; ++i) {
+  // A collect serves no exemplar while the writer is preempted mid-write (the seqlock stays odd),
+  // which on a loaded 2-core machine can be most of them: read until 1000 were checked.
+  for (int i = 0; i < 200000 && checked < 1000; ++i) {
     reader.Collect(snap);
     const auto* s = Find(reader, "t");
     if (s == nullptr || snap.exemplars.empty() || !snap.exemplars[s->view.index].at(0).present)
@@ -192,7 +194,7 @@ TEST(ExemplarTest, TornExemplarIsNeverServed) {
   }
   stop = true;
   writer.join();
-  EXPECT_GT(checked, 1000);
+  EXPECT_EQ(checked, 1000);
 }
 
 }  // namespace

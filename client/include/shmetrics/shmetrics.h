@@ -51,11 +51,18 @@ struct HandleData {
   bool dropped = false;
   bool most_recent = false;        // gauges: also stamp the time of each write
   uint32_t bucket_count = 0;       // histograms: finite bounds
-  const double* bounds = nullptr;  // histograms: process-local copy, lives with the family
+  // Histograms: the bounds as detail::OrderKey()s, then a UINT64_MAX sentinel (so a search may
+  // step onto +Inf without a range check). Integer compares: an FP load + compare on the bucket
+  // search's dependency chain cost ~1 ns per Observe. Lives with the family.
+  const uint64_t* bound_keys = nullptr;
   // Histograms: for each sign+exponent of a double (its top 12 bits), the first bucket whose
-  // bound can hold such a value; then at most `bucket_steps` compares. nullptr: plain search.
+  // bound can hold such a value; then `bucket_steps` compares (1 for most bucket layouts). All
+  // zeros with bucket_steps = kSearchAllBuckets when some octave holds too many bounds.
   const uint8_t* bucket_table = nullptr;
   uint32_t bucket_steps = 0;
+  // Histograms: not dropped, not native, and one compare finds any bucket: Observe takes the
+  // short path, which tests this one flag instead of three.
+  bool short_observe = false;
   uint32_t exemplar_offset = 0;    // 0: this family keeps no exemplars
   detail::NativeParams native;     // window 0: not a native histogram
 };
@@ -127,9 +134,20 @@ class Gauge {
 
 class Histogram {
  public:
-  // Hot path: find the bucket, then two single-writer adds (bucket count, sum). The count is the
+  // Hot path: find the bucket, then two single-writer adds (sum, bucket count). The count is the
   // sum of the buckets, so +Inf always equals _count. NaN lands in +Inf.
   void Observe(double v) noexcept {
+    if (__builtin_expect(d_.short_observe, 1)) {  // every instruction here costs ~1% of a call
+      uint32_t b = d_.bucket_count;               // NaN lands in +Inf
+      if (__builtin_expect(v == v, 1)) {
+        b = d_.bucket_table[std::bit_cast<uint64_t>(v) >> 52];
+        b += detail::OrderKey(v) > d_.bound_keys[b];
+      }
+      shm::Cell* c = detail::ThreadCells(d_.region, d_.cell_base);
+      detail::SingleWriterAdd(c[d_.bucket_count + 1], v);
+      detail::CountInc(c[b]);
+      return;
+    }
     if (__builtin_expect(d_.dropped, 0)) return detail::CountDrop(d_.region, d_.drop_cell);
     ObserveInto(v, BucketIndex(v));
   }
@@ -145,36 +163,25 @@ class Histogram {
 
  private:
   friend class detail::FamilyCore;
+  // The sum goes first: its load-add-store chain runs from one Observe to the next, and starting
+  // it before the bucket's store (whose address is known late) measured ~0.3 ns faster.
   shm::Cell* ObserveInto(double v, uint32_t b) noexcept {
     shm::Cell* c = detail::ThreadCells(d_.region, d_.cell_base);
-    detail::CountInc(c[b]);
     detail::SingleWriterAdd(c[d_.bucket_count + 1], v);
+    detail::CountInc(c[b]);
     if (d_.native.window != 0) detail::NativeObserve(c + d_.native.offset, v, d_.native);
     return c;
   }
+  // The first bucket whose bound is >= v; bucket_count (+Inf) above every bound and for NaN.
+  // One table load and one integer compare, no branch on the value.
   uint32_t BucketIndex(double v) const noexcept {
-    const double* b = d_.bounds;
-    const uint32_t n = d_.bucket_count;
-    if (d_.bucket_table != nullptr) {  // the octave's first candidate, then a few compares
-      if (__builtin_expect(v != v, 0)) return n;  // NaN lands in +Inf
-      uint32_t i = d_.bucket_table[std::bit_cast<uint64_t>(v) >> 52];
-      for (uint32_t s = 0; s < d_.bucket_steps; ++s) i += (i < n) & !(v <= b[i < n ? i : 0]);
-      return i;
-    }
-    if (n <= 32) {  // branch-free: no mispredicts on random values
-      uint32_t i = 0;
-      for (uint32_t k = 0; k < n; ++k) i += !(v <= b[k]);
-      return i;
-    }
-    uint32_t lo = 0, hi = n;  // first bound >= v; n (+Inf) for NaN and above all bounds
-    while (lo < hi) {
-      const uint32_t mid = (lo + hi) / 2;
-      if (v <= b[mid])
-        hi = mid;
-      else
-        lo = mid + 1;
-    }
-    return lo;
+    if (__builtin_expect(v != v, 0)) return d_.bucket_count;
+    const uint64_t key = detail::OrderKey(v);
+    uint32_t i = d_.bucket_table[std::bit_cast<uint64_t>(v) >> 52];
+    i += key > d_.bound_keys[i];  // bound_keys[bucket_count] is the sentinel: never past +Inf
+    if (__builtin_expect(d_.bucket_steps > 1, 0))
+      i = detail::FinishBucketSearch(d_.bound_keys, d_.bucket_count, d_.bucket_steps, key, i);
+    return i;
   }
   HandleData d_;
 };
@@ -218,6 +225,7 @@ class FamilyCore {
   shm::FamilySpec spec_;
   shm::FamilyResult registered_;
   std::atomic<Table*> table_;
+  std::vector<uint64_t> bound_keys_;   // histograms: see HandleData::bound_keys
   std::vector<uint8_t> bucket_table_;  // histograms: see HandleData::bucket_table
   uint32_t bucket_steps_ = 0;
 };
