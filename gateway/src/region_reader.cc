@@ -534,16 +534,17 @@ void RegionReader::MergeLocked(Snapshot& out) {
   const shm::RegionHeader& h = region_->header();
   const shm::Layout& l = region_->layout();
   const uint32_t cells = static_cast<uint32_t>(kinds_.size());
-  out.sums.assign(cells, 0.0);
   out.gauge.assign(series_.size(), std::nullopt);
   out.worker_gauges.clear();
   out.native.assign(block_series_.empty() ? 0 : series_.size(), std::nullopt);
   out.exemplars.assign(block_series_.empty() ? 0 : series_.size(), {});
 
-  const uint32_t active = h.fold_commit.load(std::memory_order_acquire) & 1;
+  const uint64_t commit = h.fold_commit.load(std::memory_order_acquire);
+  const uint32_t active = commit & 1;
   std::vector<Cell*>& pages = pages_scratch_;
-  // Adds a slot's pages into the sums; returns the non-zero cells seen, and counts its pages.
-  auto add_pages = [&](const std::vector<Cell*>& pg, uint64_t* page_count) {
+  // Adds a slot's pages into `sums`; returns the non-zero cells seen, and counts its pages.
+  auto add_pages = [&](std::vector<double>& sums, const std::vector<Cell*>& pg,
+                       uint64_t* page_count) {
     uint64_t touched = 0;
     for (uint32_t p = 0; p < pg.size(); ++p) {
       if (pg[p] == nullptr) continue;
@@ -551,7 +552,7 @@ void RegionReader::MergeLocked(Snapshot& out) {
       const uint32_t first = p * shm::kCellsPerPage;
       if (first >= cells) continue;
       const uint32_t n = std::min(shm::kCellsPerPage, cells - first);
-      double* sum = out.sums.data() + first;
+      double* sum = sums.data() + first;
       const CellKind* kind = kinds_.data() + first;
       for (uint32_t c = 0; c < n; ++c) {
         const uint64_t bits = pg[p][c].load(std::memory_order_relaxed);
@@ -566,7 +567,13 @@ void RegionReader::MergeLocked(Snapshot& out) {
 
   // Accumulator bank: counters, histograms, drop cells, and the kept values of non-live gauges.
   ResolvePages(l.bank_slot(active), pages);
-  add_pages(pages, nullptr);
+  if (!folded_valid_ || folded_commit_ != commit || folded_sums_.size() != cells) {
+    folded_sums_.assign(cells, 0.0);
+    add_pages(folded_sums_, pages, nullptr);
+    folded_commit_ = commit;
+    folded_valid_ = true;
+  }
+  out.sums = folded_sums_;
   MergeBlocksLocked(pages, false, out);
   out.folded_writers = static_cast<uint64_t>(
       out.sums.size() > shm::kCellFoldedWriters ? out.sums[shm::kCellFoldedWriters] : 0);
@@ -605,7 +612,7 @@ void RegionReader::MergeLocked(Snapshot& out) {
       continue;
     ++out.live_writers;
     ResolvePages(i, pages);
-    out.writer_cells_touched += add_pages(pages, &out.writer_pages);
+    out.writer_cells_touched += add_pages(out.sums, pages, &out.writer_pages);
     MergeBlocksLocked(pages, true, out);
     if (slot.primary_slot != i) continue;  // gauges live in the process's primary slot only
     ++out.live_workers;

@@ -185,6 +185,12 @@ class RegionReader {
   ReaderStats stats_;
   uint32_t corrupt_logged_ = 0;
   std::vector<shm::Cell*> pages_scratch_;
+  // The active accumulator bank's cells, decoded. The bank changes only when a fold commits, so
+  // a scrape copies this instead of decoding every cell that dead workers left: scrape time does
+  // not grow with the dead. Valid for the fold_commit word it was decoded at.
+  std::vector<double> folded_sums_;
+  uint64_t folded_commit_ = 0;
+  bool folded_valid_ = false;
 };
 
 }  // namespace shmetrics::gateway

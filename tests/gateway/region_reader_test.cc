@@ -63,6 +63,37 @@ TEST(RegionReaderTest, DeadWorkerIsFoldedOnceAndSlotFreed) {
   EXPECT_EQ(snap.folded_workers, 2u);
 }
 
+// The reader keeps the accumulator decoded between scrapes: every fold, and every series
+// registered after the copy was made, must show in the next scrape.
+TEST(RegionReaderTest, DecodedAccumulatorFollowsEveryFold) {
+  ScopedRegionName name("foldcache");
+  Client& client = Client::Attach(name.name, SmallOptions());
+  RegionReader reader(shm::Region::Open(name.name));
+  RunDyingWorker(client, 5);
+  EXPECT_EQ(CounterValue(reader), 5);
+  EXPECT_EQ(CounterValue(reader), 5);  // no fold in between: served from the decoded copy
+  RunDyingWorker(client, 7);
+  EXPECT_EQ(CounterValue(reader), 12);
+  auto& late = BuildCounter().Name("late_total").Help("L.").Register(client);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    late.Get().Add(3);
+    _exit(0);
+  }
+  ASSERT_EQ(::waitpid(pid, nullptr, 0), pid);
+  Snapshot snap;
+  reader.Collect(snap);
+  double late_value = -1, c_value = -1;
+  for (const auto& f : reader.families()) {
+    const double v = snap.sums[reader.series()[f.series.at(0)].view.cell_base];
+    if (f.view.name == "late") late_value = v;
+    if (f.view.name == "c") c_value = v;
+  }
+  EXPECT_EQ(late_value, 3);
+  EXPECT_EQ(c_value, 12);
+  EXPECT_EQ(snap.folded_workers, 3u);
+}
+
 TEST(RegionReaderTest, SecondReaderOnSameRegionIsRefused) {
   ScopedRegionName name("exclusive");
   RegionReader first(shm::Region::OpenOrCreate(name.name, SmallOptions()));
