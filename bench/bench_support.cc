@@ -126,8 +126,9 @@ RegionMemory MeasureRegionMemory(const shm::Region& region) {
   return m;
 }
 
-ScrapeFixture::ScrapeFixture(uint32_t series, uint32_t live, uint32_t dead, Writers kind)
-    : series_(series), live_(live), dead_(dead), kind_(kind) {
+ScrapeFixture::ScrapeFixture(uint32_t series, uint32_t live, uint32_t dead, Writers kind,
+                             uint64_t live_amount)
+    : series_(series), live_(live), dead_(dead), live_amount_(live_amount), kind_(kind) {
   region_name_ = NewRegionName("scrape-" + std::to_string(series) + "-" + std::to_string(live) + "-" +
                                std::to_string(dead));
   const shm::RegionOptions options = SizedOptions(series, live + kDeadBatch);
@@ -178,7 +179,8 @@ void ScrapeFixture::StartThreadWriters(uint32_t n, bool park) {
   const uint32_t target = ready_ + n;
   for (uint32_t i = 0; i < n; ++i) {
     batch.emplace_back([this, park] {
-      for (Counter* c : counters_) c->Inc();
+      const double amount = park ? static_cast<double>(live_amount_) : 1.0;
+      for (Counter* c : counters_) c->Add(amount);
       std::unique_lock lock(mu_);
       ++ready_;
       cv_.notify_all();
@@ -208,7 +210,8 @@ void ScrapeFixture::StartProcessWriters(uint32_t n, bool park) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(1);
       ::close(ready[0]);
-      for (Counter* c : counters_) c->Inc();
+      const double amount = park ? static_cast<double>(live_amount_) : 1.0;
+      for (Counter* c : counters_) c->Add(amount);
       const char byte = 1;
       if (::write(ready[1], &byte, 1) != 1) ::_exit(1);
       if (!park) ::_exit(0);  // dies: the kernel drops its slot lock, the gateway folds it
@@ -233,7 +236,7 @@ void ScrapeFixture::StartProcessWriters(uint32_t n, bool park) {
 }
 
 std::string ScrapeFixture::Check(const std::string& body) const {
-  const double expected = static_cast<double>(live_ + dead_);
+  const double expected = static_cast<double>(Expected());
   uint32_t samples = 0;
   double folded = -1;
   size_t pos = 0;
@@ -245,7 +248,7 @@ std::string ScrapeFixture::Check(const std::string& body) const {
     if (line.starts_with("bench_requests_")) {
       ++samples;
       if (SampleValue(line) != expected) {
-        return "series " + std::string(line) + ": expected " + std::to_string(live_ + dead_);
+        return "series " + std::string(line) + ": expected " + std::to_string(Expected());
       }
     } else if (line.starts_with("shmetrics_writers_folded_total ")) {
       folded = SampleValue(line);
@@ -259,15 +262,20 @@ std::string ScrapeFixture::Check(const std::string& body) const {
 }
 
 namespace {
-std::map<std::tuple<uint32_t, uint32_t, uint32_t>, std::unique_ptr<ScrapeFixture>>& Fixtures() {
-  static auto* fixtures = new std::map<std::tuple<uint32_t, uint32_t, uint32_t>, std::unique_ptr<ScrapeFixture>>();
+using FixtureKey = std::tuple<uint32_t, uint32_t, uint32_t, uint64_t>;
+std::map<FixtureKey, std::unique_ptr<ScrapeFixture>>& Fixtures() {
+  static auto* fixtures = new std::map<FixtureKey, std::unique_ptr<ScrapeFixture>>();
   return *fixtures;
 }
 }  // namespace
 
-ScrapeFixture& CachedScrapeFixture(uint32_t series, uint32_t live, uint32_t dead) {
-  auto& slot = Fixtures()[{series, live, dead}];
-  if (!slot) slot = std::make_unique<ScrapeFixture>(series, live, dead, ScrapeFixture::Writers::kThreads);
+ScrapeFixture& CachedScrapeFixture(uint32_t series, uint32_t live, uint32_t dead,
+                                   uint64_t live_amount) {
+  auto& slot = Fixtures()[{series, live, dead, live_amount}];
+  if (!slot) {
+    slot = std::make_unique<ScrapeFixture>(series, live, dead, ScrapeFixture::Writers::kThreads,
+                                           live_amount);
+  }
   return *slot;
 }
 

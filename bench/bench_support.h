@@ -53,22 +53,23 @@ struct RegionMemory {
 };
 RegionMemory MeasureRegionMemory(const shm::Region& region);
 
-// A real region with `live` writers that each incremented every one of `series` counter series
-// once and stay alive (so their slots stay live), after `dead` more writers did the same and
-// exited and were folded by the gateway. Writers are threads of this process (each thread owns
-// one writer slot, exactly as a worker process's thread does) or forked processes.
-// Scrape() is one /metrics body exactly as shmetrics-gateway serves it (Gateway::RenderMetrics).
+// A real region with `live` writers that each added `live_amount` to every one of `series`
+// counter series and stay alive (so their slots stay live), after `dead` more writers each added
+// 1 and exited and were folded by the gateway. Writers are threads of this process (each thread
+// owns one writer slot, exactly as a worker process's thread does) or forked processes. Scrape() is
+// one /metrics body exactly as shmetrics-gateway serves it (Gateway::RenderMetrics).
 class ScrapeFixture {
  public:
   enum class Writers { kThreads, kProcesses };
-  ScrapeFixture(uint32_t series, uint32_t live, uint32_t dead, Writers kind);
+  ScrapeFixture(uint32_t series, uint32_t live, uint32_t dead, Writers kind,
+                uint64_t live_amount = 1);
   ~ScrapeFixture();  // stops the writers (threads joined, processes SIGKILLed and reaped)
   ScrapeFixture(const ScrapeFixture&) = delete;
   ScrapeFixture& operator=(const ScrapeFixture&) = delete;
 
   std::string Scrape() { return gateway_->RenderMetrics(); }
-  // Empty when a body shows what the writers wrote (every series = live + dead, the folded
-  // writers counted); otherwise what is wrong.
+  // Empty when a body shows what the writers wrote (every series = live x live_amount + dead, the
+  // folded writers counted); otherwise what is wrong.
   std::string Check(const std::string& body) const;
   const RegionMemory& memory() const { return memory_; }
   uint32_t series() const { return series_; }
@@ -76,8 +77,10 @@ class ScrapeFixture {
  private:
   void StartThreadWriters(uint32_t n, bool park);
   void StartProcessWriters(uint32_t n, bool park);
+  uint64_t Expected() const { return live_ * live_amount_ + dead_; }
 
   uint32_t series_, live_, dead_;
+  uint64_t live_amount_;
   Writers kind_;
   std::string region_name_;
   Client* client_ = nullptr;
@@ -94,7 +97,8 @@ class ScrapeFixture {
 };
 
 // Fixtures built once per binary run and kept (benchmarks run many times over the same one).
-ScrapeFixture& CachedScrapeFixture(uint32_t series, uint32_t live, uint32_t dead);
+ScrapeFixture& CachedScrapeFixture(uint32_t series, uint32_t live, uint32_t dead,
+                                   uint64_t live_amount = 1);
 void DestroyCachedFixtures();
 
 }  // namespace shmetrics::bench
