@@ -18,7 +18,8 @@ namespace {
 struct WriteMetrics {
   Client* client;
   Family<Counter>* requests;
-  Counter* counter;
+  Counter* counter;     // BM_Counter_Inc: only ever whole amounts, so its cells stay integers
+  Counter* fractional;  // BM_Counter_Add: 0.25 turns its cells to doubles (see shm/layout.h)
   Gauge* gauge;
   Histogram* histogram;
   // Folds the slots of benchmark threads that exited (each Threads(2) run starts fresh threads,
@@ -44,6 +45,9 @@ WriteMetrics& Metrics() {
       for (const char* c : {"200", "201", "304", "404", "500", "503"}) w->requests->Add({m, c});
     }
     w->counter = &w->requests->Add({"GET", "200"});
+    // Not the same child: once Counter_Add ran first (the repetitions are interleaved), every Inc
+    // took the double path (3.3 ns instead of 1.25 ns) for the rest of the process.
+    w->fractional = &w->requests->Add({"POST", "200"});
     w->gauge = &BuildGauge().Name("bench_in_flight").Help("In flight.").Register(*w->client).Get();
     w->histogram = &BuildHistogram().Name("bench_latency_seconds").Help("Latency.").Buckets(TenBuckets())
                         .Register(*w->client).Get();
@@ -79,7 +83,7 @@ BENCHMARK(BM_Counter_Inc)->Setup(FoldExitedThreads);
 BENCHMARK(BM_Counter_Inc)->Threads(2)->Setup(FoldExitedThreads);
 
 void BM_Counter_Add(benchmark::State& state) {
-  Counter& c = *Metrics().counter;
+  Counter& c = *Metrics().fractional;
   const uint64_t drops = Drops();
   double v = 0.25;
   c.Add(v);
