@@ -172,15 +172,15 @@ void AppendOpenMetrics(const RegionReader& reader, const Snapshot& snap, std::st
           break;
         }
         case shm::MetricType::kGauge:
-          if (shm::IsPerWorkerMode(fv.gauge_mode)) {
-            for (const WorkerGauge& w : snap.WorkerGaugesOf(si)) {
+          snap.ForEachGaugeSample(si, fv.gauge_mode, [&](const std::string* pid, double v) {
+            if (pid == nullptr) {
+              AppendSample(out, name, "", s.text_labels, nullptr, {}, v);
+            } else {
               pid_value.clear();
-              text::AppendLabelValue(pid_value, w.pid);
-              AppendSample(out, name, "", s.text_labels, "pid", pid_value, w.value);
+              text::AppendLabelValue(pid_value, *pid);
+              AppendSample(out, name, "", s.text_labels, "pid", pid_value, v);
             }
-          } else if (snap.gauge[si]) {
-            AppendSample(out, name, "", s.text_labels, nullptr, {}, *snap.gauge[si]);
-          }
+          });
           break;
         case shm::MetricType::kHistogram:
           AppendHistogram(

@@ -204,15 +204,11 @@ void AppendProtobuf(const RegionReader& reader, const Snapshot& snap, std::strin
           break;
         }
         case shm::MetricType::kGauge:
-          if (shm::IsPerWorkerMode(fv.gauge_mode)) {
-            for (const WorkerGauge& w : snap.WorkerGaugesOf(si)) {
-              pb::Metric* m = add_metric(s);
-              AddLabel(m, "pid", w.pid);
-              m->mutable_gauge()->set_value(w.value);
-            }
-          } else if (snap.gauge[si]) {
-            add_metric(s)->mutable_gauge()->set_value(*snap.gauge[si]);
-          }
+          snap.ForEachGaugeSample(si, fv.gauge_mode, [&](const std::string* pid, double v) {
+            pb::Metric* m = add_metric(s);
+            if (pid != nullptr) AddLabel(m, "pid", *pid);
+            m->mutable_gauge()->set_value(v);
+          });
           break;
         case shm::MetricType::kHistogram: {
           pb::Histogram* h = add_metric(s)->mutable_histogram();

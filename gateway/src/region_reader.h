@@ -78,6 +78,16 @@ struct Snapshot {
         [](const WorkerGauge& a, const WorkerGauge& b) { return a.series < b.series; });
     return {lo, hi};
   }
+  // Calls f(pid, value) for each gauge sample a series serves: one per worker (pid set) in the
+  // per-worker modes, else the merged value (pid nullptr) when some worker set it.
+  template <typename F>
+  void ForEachGaugeSample(uint32_t series, shm::GaugeMode mode, F&& f) const {
+    if (shm::IsPerWorkerMode(mode)) {
+      for (const WorkerGauge& w : WorkerGaugesOf(series)) f(&w.pid, w.value);
+    } else if (gauge[series]) {
+      f(static_cast<const std::string*>(nullptr), *gauge[series]);
+    }
+  }
   // Per series of native histogram families (empty optional otherwise): buckets merged over the
   // accumulator and live writers at the lowest schema any of them uses.
   std::vector<std::optional<shm::native::Sparse>> native;
