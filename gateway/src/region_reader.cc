@@ -567,11 +567,10 @@ void RegionReader::MergeLocked(Snapshot& out) {
 
   // Accumulator bank: counters, histograms, drop cells, and the kept values of non-live gauges.
   ResolvePages(l.bank_slot(active), pages);
-  if (!folded_valid_ || folded_commit_ != commit || folded_sums_.size() != cells) {
+  if (folded_commit_ != commit || folded_sums_.size() != cells) {
     folded_sums_.assign(cells, 0.0);
     add_pages(folded_sums_, pages, nullptr);
     folded_commit_ = commit;
-    folded_valid_ = true;
   }
   out.sums = folded_sums_;
   MergeBlocksLocked(pages, false, out);

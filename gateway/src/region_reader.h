@@ -197,10 +197,9 @@ class RegionReader {
   std::vector<shm::Cell*> pages_scratch_;
   // The active accumulator bank's cells, decoded. The bank changes only when a fold commits, so
   // a scrape copies this instead of decoding every cell that dead workers left: scrape time does
-  // not grow with the dead. Valid for the fold_commit word it was decoded at.
+  // not grow with the dead. Valid for the fold_commit word it was decoded at (none yet: empty).
   std::vector<double> folded_sums_;
-  uint64_t folded_commit_ = 0;
-  bool folded_valid_ = false;
+  std::optional<uint64_t> folded_commit_;
 };
 
 }  // namespace shmetrics::gateway
