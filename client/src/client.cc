@@ -115,13 +115,13 @@ struct FamilyCore::Table {
 namespace {
 // For each of the 4096 sign+exponent octaves of a double, the number of bounds below the octave
 // (the first bucket a value in it can fall in), and in *steps the most bounds inside any octave
-// (how many compares BucketIndex needs from there). When some octave holds more than a few bounds
-// (or there are too many for a byte), the table is all zeros and *steps is kSearchAllBuckets.
+// (how many compares BucketIndex needs from there). When some octave holds more than a few bounds,
+// the table is all zeros and *steps is kSearchAllBuckets.
 std::vector<uint8_t> BuildBucketTable(const std::vector<double>& b, uint32_t* steps) {
+  static_assert(shm::kMaxBuckets <= 255, "bucket indices are stored in bytes");
   constexpr uint32_t kMaxSteps = 4;
   std::vector<uint8_t> table(4096, 0);
   *steps = kSearchAllBuckets;
-  if (b.size() >= 255) return table;
   uint32_t most = 0;
   for (uint32_t key = 0; key < 4096; ++key) {
     const bool negative = key & 2048;
