@@ -11,6 +11,7 @@
 
 #include "shmetrics/shm/native_histogram.h"
 #include "shmetrics/shm/ofd_lock.h"
+#include "shmetrics/shm/page_pool.h"
 #include "writer_state.h"
 
 namespace shmetrics::detail {
@@ -88,12 +89,9 @@ shm::Cell* MapPageLocked(RegionState& state, OwnedWriter& w, uint32_t cell_base)
   shm::DirectoryEntry& entry = region.directory(w.slot)[page_no];
   uint32_t page_index = entry.load(std::memory_order_acquire);  // kept from an earlier occupant
   if (page_index == shm::kNoPage) {
-    std::atomic<uint32_t>& used = region.header().pages_used;
-    uint32_t next = used.load(std::memory_order_relaxed);
-    do {
-      if (next >= region.layout().page_count) return nullptr;  // pool exhausted
-    } while (!used.compare_exchange_weak(next, next + 1, std::memory_order_relaxed));
-    page_index = next;  // fresh pages are zero (the region is fallocate'd, never reused)
+    // Fresh pages are zero (the region is fallocate'd, never reused).
+    page_index = shm::TakePage(region.header(), region.layout().page_count);
+    if (page_index == shm::kNoPage) return nullptr;  // pool exhausted
     entry.store(page_index, std::memory_order_release);
   }
   shm::Cell* page = region.page(page_index);

@@ -7,9 +7,11 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <thread>
 
 #include "log.h"
 #include "shmetrics/shm/ofd_lock.h"
+#include "shmetrics/shm/page_pool.h"
 #include "text_format.h"
 
 namespace shmetrics::gateway {
@@ -20,6 +22,27 @@ using shm::SlotState;
 
 constexpr uint32_t kNone = ~0u;
 constexpr uint32_t kMaxCorruptLogs = 20;
+
+// A live writer holds a block's seqlock odd for well under a microsecond unless it was preempted,
+// killed mid-update, or is hostile. A torn block is retried with yields while the scrape's budget
+// lasts, then read once: however many blocks stay torn, a scrape spends at most about the budget.
+constexpr uint32_t kTornRetries = 64;
+constexpr std::chrono::milliseconds kTornBudget{20};
+
+// Copies exemplar block words [1, kExemplarCells) into `words`; for a live writer's block under
+// its seqlock, trying at most `attempts` times. False when it stayed torn.
+bool ReadExemplarWords(const Cell* e, bool live, uint32_t attempts, uint64_t* words) {
+  for (uint32_t attempt = 0; attempt < attempts; ++attempt) {
+    if (attempt > 0) std::this_thread::yield();
+    const uint64_t s1 = e[0].load(std::memory_order_acquire);
+    if (live && (s1 & 1)) continue;
+    for (uint32_t c = 1; c < shm::kExemplarCells; ++c)
+      words[c] = e[c].load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (!live || e[0].load(std::memory_order_relaxed) == s1) return true;
+  }
+  return false;
+}
 
 double AsDouble(uint64_t bits) { return std::bit_cast<double>(bits); }
 uint64_t AsBits(double v) { return std::bit_cast<uint64_t>(v); }
@@ -73,13 +96,25 @@ void RegionReader::RefreshLocked() {
   for (; families_seen_ < family_count; ++families_seen_) {
     shm::ReadProblem problem;
     auto f = shm::ReadFamily(*region_, families_seen_, &problem);
+    std::vector<std::string> exposed;
     if (f) {
-      // Names must be unique in the exposition: a duplicate (only a hostile writer makes one) is
-      // skipped like any other invalid record.
-      for (const FamilyInfo& other : families_) {
-        if (other.view.name == f->name) {
-          problem.what =
-              "family #" + std::to_string(families_seen_) + ": duplicate name " + f->name;
+      // Every name a family exposes must be its own (a gauge "x_total" beside a counter "x" would
+      // be one series twice): only a hostile writer makes a clash, skipped like any invalid record.
+      exposed = shm::ExposedNames(f->name, f->type);
+      for (const std::string& name : exposed) {
+        if (exposed_names_.contains(name)) {
+          problem.what = "family #" + std::to_string(families_seen_) + " (" + f->name +
+                         "): another family already exposes " + name;
+          f.reset();
+          break;
+        }
+      }
+    }
+    if (f) {
+      for (uint32_t c = 0; c < shm::kFamilyDropCells; ++c) {
+        if (f->drop_cell + c < kinds_.size() && kinds_[f->drop_cell + c] != CellKind::kUnknown) {
+          problem.what = "family #" + std::to_string(families_seen_) + " (" + f->name +
+                         "): drop cells overlap another family or series";
           f.reset();
           break;
         }
@@ -97,6 +132,7 @@ void RegionReader::RefreshLocked() {
     }
     for (uint32_t c = 0; c < shm::kFamilyDropCells; ++c)
       kinds_[f->drop_cell + c] = CellKind::kCount;
+    exposed_names_.insert(exposed.begin(), exposed.end());
     family_slot_[families_seen_] = static_cast<uint32_t>(families_.size());
     families_.push_back(FamilyInfo{std::move(*f), {}});
     new_families = true;
@@ -127,6 +163,20 @@ void RegionReader::RefreshLocked() {
     if (overlaps) {  // two series claiming one cell: only a hostile writer does that
       ++stats_.corrupt_records;
       LogCorrupt("series #" + std::to_string(series_seen_) + ": cells overlap another series");
+      continue;
+    }
+    // One label set once per family: a second record of it would be a duplicate sample.
+    std::vector<std::string_view> values(s->label_values.begin(), s->label_values.end());
+    const uint32_t hash = shm::HashSeries(s->family, values);
+    bool duplicate = false;
+    for (auto [it, end] = series_by_hash_.equal_range(hash); it != end && !duplicate; ++it) {
+      const shm::SeriesView& other = series_[it->second].view;
+      duplicate = other.family == s->family && other.label_values == s->label_values;
+    }
+    if (duplicate) {
+      ++stats_.corrupt_records;
+      LogCorrupt("series #" + std::to_string(series_seen_) +
+                 ": same labels as an earlier series of " + f.view.name);
       continue;
     }
     CellKind kind = CellKind::kSum;
@@ -190,6 +240,7 @@ void RegionReader::RefreshLocked() {
     if (first_block != 0) block_series_.push_back(index);
     if (kind == CellKind::kGaugeAll) all_mode_series_[info.view.cell_base] = index;
     f.series.push_back(index);
+    series_by_hash_.emplace(hash, index);
     series_.push_back(std::move(info));
   }
 }
@@ -232,6 +283,7 @@ uint32_t RegionReader::ReapLocked() {
 
   std::vector<uint32_t> dead;      // to fold now
   std::vector<uint32_t> finished;  // folded before a crash: only zero and free
+  if (options_.before_liveness_probe) options_.before_liveness_probe();
   for (uint32_t i = 0; i < l.max_slots; ++i) {
     shm::SlotHeader& s = *region_->slot(i);
     const uint32_t st = State(s);
@@ -267,6 +319,11 @@ uint32_t RegionReader::ReapLocked() {
   };
   for (uint32_t i : finished) free_slot(i);
   if (dead.empty()) return static_cast<uint32_t>(finished.size());
+  // A dead writer may have registered series after the caller's refresh and written them before
+  // it died. Its registrations were all published before its lock was released (the kernel
+  // drops the lock only after the process is gone), so refreshing now, with the slot locks held,
+  // knows every cell the fold must carry over before the slots are zeroed.
+  RefreshLocked();
 
   const uint32_t inactive = 1 - active;
   if (!PrepareBankLocked(inactive, active, dead)) {
@@ -303,8 +360,9 @@ uint32_t RegionReader::ReapLocked() {
     if (region_->slot(i)->primary_slot == i) ++workers;
   }
   auto add = [&](uint32_t cell, double v) {
-    Cell* c = CellPtr(dst, cell);
-    c->store(AsBits(AsDouble(c->load(std::memory_order_relaxed)) + v), std::memory_order_relaxed);
+    Cell* c = CellPtr(dst, cell);  // page 0 of the bank: PrepareBankLocked made sure it exists
+    if (c != nullptr)
+      c->store(AsBits(AsDouble(c->load(std::memory_order_relaxed)) + v), std::memory_order_relaxed);
   };
   add(shm::kCellFoldedWriters, static_cast<double>(dead.size()));
   add(shm::kCellFoldedWorkers, workers);
@@ -332,11 +390,9 @@ bool RegionReader::PrepareBankLocked(uint32_t inactive, uint32_t active,
   }
   for (uint32_t p = 0; p < l.pages_per_slot; ++p) {
     if (!need[p] || region_->page(dir[p].load(std::memory_order_acquire)) != nullptr) continue;
-    uint32_t next = h.pages_used.load(std::memory_order_relaxed);
-    do {
-      if (next >= l.page_count) return false;
-    } while (!h.pages_used.compare_exchange_weak(next, next + 1, std::memory_order_relaxed));
-    dir[p].store(next, std::memory_order_release);
+    const uint32_t page = shm::TakePage(h, l.page_count);
+    if (page == shm::kNoPage) return false;
+    dir[p].store(page, std::memory_order_release);
   }
   return true;
 }
@@ -461,10 +517,23 @@ void RegionReader::MergeBlocksLocked(const std::vector<Cell*>& pages, bool live,
     if (f.native) {
       shm::native::Sparse h;
       const Cell* block = cells + f.native_offset;
-      const bool ok = live ? shm::native::DecodeLive(block, f.native_window, f.native_schema, h)
-                           : shm::native::Decode(block, f.native_window, f.native_schema, h);
-      if (!ok) {
+      using shm::native::LiveRead;
+      LiveRead read = LiveRead::kOk;
+      if (!live) {
+        read = shm::native::Decode(block, f.native_window, f.native_schema, h) ? LiveRead::kOk
+                                                                               : LiveRead::kInvalid;
+      } else {
+        read = shm::native::DecodeLive(block, f.native_window, f.native_schema, h, 1);
+        if (read == LiveRead::kTorn) {
+          read = shm::native::DecodeLive(block, f.native_window, f.native_schema, h,
+                                         TornRetriesLocked());
+        }
+      }
+      if (read == LiveRead::kTorn) {
         ++stats_.torn_reads;
+      } else if (read == LiveRead::kInvalid) {
+        ++stats_.corrupt_slots;
+        LogCorrupt("series #" + std::to_string(s.view.index) + ": invalid native histogram block");
       } else if (!h.empty()) {
         if (!out.native[si]) out.native[si] = shm::native::Sparse::At(f.native_schema);
         shm::native::Merge(*out.native[si], h);
@@ -478,15 +547,9 @@ void RegionReader::MergeBlocksLocked(const std::vector<Cell*>& pages, bool live,
     for (uint32_t b = 0; b < blocks; ++b) {
       const Cell* e = cells + f.exemplar_offset + b * shm::kExemplarCells;
       uint64_t words[shm::kExemplarCells];
-      bool stable = false;
-      for (int attempt = 0; attempt < 1000 && !stable; ++attempt) {
-        const uint64_t s1 = e[0].load(std::memory_order_acquire);
-        if (s1 & 1) continue;
-        for (uint32_t c = 1; c < shm::kExemplarCells; ++c)
-          words[c] = e[c].load(std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_acquire);
-        stable = !live || e[0].load(std::memory_order_relaxed) == s1;
-      }
+      const bool stable = !live ? (ReadExemplarWords(e, false, 1, words), true)
+                                : ReadExemplarWords(e, true, 1, words) ||
+                                      ReadExemplarWords(e, true, TornRetriesLocked(), words);
       if (!stable) {
         ++stats_.torn_reads;  // never serve a torn exemplar
         continue;
@@ -523,6 +586,10 @@ void RegionReader::MergeBlocksLocked(const std::vector<Cell*>& pages, bool live,
   }
 }
 
+uint32_t RegionReader::TornRetriesLocked() const {
+  return std::chrono::steady_clock::now() < torn_deadline_ ? kTornRetries : 1;
+}
+
 void RegionReader::Collect(Snapshot& out) {
   std::lock_guard lock(mu_);
   RefreshLocked();
@@ -531,6 +598,7 @@ void RegionReader::Collect(Snapshot& out) {
 }
 
 void RegionReader::MergeLocked(Snapshot& out) {
+  torn_deadline_ = std::chrono::steady_clock::now() + kTornBudget;
   const shm::RegionHeader& h = region_->header();
   const shm::Layout& l = region_->layout();
   const uint32_t cells = static_cast<uint32_t>(kinds_.size());

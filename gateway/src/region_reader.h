@@ -23,12 +23,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "shmetrics/shm/native_histogram.h"
@@ -118,6 +121,9 @@ struct ReaderStats {
 struct ReaderOptions {
   std::chrono::seconds dead_gauge_retention{
       300};  // mode `all`: how long a dead worker's value shows
+  // Tests only: runs in every reap after the registry refresh and before the slots' liveness
+  // probe, where a writer can still register new series, write them and die.
+  std::function<void()> before_liveness_probe;
 };
 
 class RegionReader {
@@ -176,6 +182,8 @@ class RegionReader {
   void ResolvePages(uint32_t slot, std::vector<shm::Cell*>& pages);
   shm::Cell* CellPtr(const std::vector<shm::Cell*>& pages, uint32_t cell) const;
   void LogCorrupt(const std::string& what);
+  // Attempts a torn seqlock block gets in this scrape (see kTornBudget).
+  uint32_t TornRetriesLocked() const;
 
   mutable std::mutex mu_;
   std::unique_ptr<shm::Region> region_;
@@ -186,6 +194,8 @@ class RegionReader {
   std::vector<uint32_t> family_slot_;  // family index -> index in families_, or ~0u
   std::vector<SeriesInfo> series_;
   std::vector<uint32_t> family_order_;
+  std::unordered_set<std::string> exposed_names_;  // every name the accepted families expose
+  std::unordered_multimap<uint32_t, uint32_t> series_by_hash_;  // HashSeries -> series_ index
   uint32_t families_seen_ = 0, series_seen_ = 0;
   std::vector<CellKind> kinds_;                   // per cell
   std::vector<uint32_t> gauge_series_;            // indices into series_ of gauge series
@@ -200,6 +210,7 @@ class RegionReader {
   // not grow with the dead. Valid for the fold_commit word it was decoded at (none yet: empty).
   std::vector<double> folded_sums_;
   std::optional<uint64_t> folded_commit_;
+  std::chrono::steady_clock::time_point torn_deadline_;  // this scrape's budget for torn blocks
 };
 
 }  // namespace shmetrics::gateway

@@ -83,39 +83,41 @@ bool Decode(const Cell* block, uint32_t window, int32_t family_schema, Sparse& o
   out.schema = family_schema;
   const uint64_t sc = block[1].load(std::memory_order_relaxed);
   const double zero = D(block[3].load(std::memory_order_relaxed));
-  if (sc == 0) {
-    // No bucketed observation yet; a zero-bucket one needs no schema.
-    out.zero_count = zero;
-    return true;
-  }
-  const int64_t schema = static_cast<int64_t>(sc) - static_cast<int64_t>(kSchemaBias);
-  if (schema < kMinSchema || schema > kMaxSchema || schema > family_schema) return false;
-  out.schema = static_cast<int32_t>(schema);
+  if (!(zero >= 0) || !std::isfinite(zero)) return false;
   out.zero_count = zero;
+  if (sc == 0) return true;  // no bucketed observation yet; a zero-bucket one needs no schema
+  if (!ValidSchemaCell(sc) || SchemaOfCell(sc) > family_schema) return false;
+  out.schema = SchemaOfCell(sc);
   const uint64_t offs = block[2].load(std::memory_order_relaxed);
   const int32_t pos = static_cast<int32_t>(static_cast<uint32_t>(offs));
   const int32_t neg = static_cast<int32_t>(static_cast<uint32_t>(offs >> 32));
+  for (const int32_t first : {pos, neg}) {
+    if (first < -kMaxKey || first > kMaxKey) return false;
+  }
   for (uint32_t i = 0; i < window; ++i) {
     const double p = D(block[kHeaderCells + i].load(std::memory_order_relaxed));
     const double n = D(block[kHeaderCells + window + i].load(std::memory_order_relaxed));
+    if (!(p >= 0) || !(n >= 0) || !std::isfinite(p) || !std::isfinite(n)) return false;
     if (p != 0) out.positive[pos + static_cast<int32_t>(i)] += p;
     if (n != 0) out.negative[neg + static_cast<int32_t>(i)] += n;
   }
-  return std::isfinite(out.zero_count);
+  return true;
 }
 
-bool DecodeLive(const Cell* block, uint32_t window, int32_t family_schema, Sparse& out) {
-  for (int attempt = 0; attempt < 100000; ++attempt) {
+LiveRead DecodeLive(const Cell* block, uint32_t window, int32_t family_schema, Sparse& out,
+                    uint32_t attempts) {
+  for (uint32_t attempt = 0; attempt < attempts; ++attempt) {
+    if (attempt > 0) std::this_thread::yield();  // let a preempted writer finish its update
     const uint64_t s1 = block[0].load(std::memory_order_acquire);
-    if (s1 & 1) {
-      std::this_thread::yield();
-      continue;
-    }
+    if (s1 & 1) continue;
     const bool ok = Decode(block, window, family_schema, out);
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (block[0].load(std::memory_order_relaxed) == s1) return ok;
+    if (block[0].load(std::memory_order_relaxed) == s1) {
+      return ok ? LiveRead::kOk : LiveRead::kInvalid;
+    }
   }
-  return false;
+  out = Sparse::At(family_schema);
+  return LiveRead::kTorn;
 }
 
 namespace {
@@ -124,9 +126,13 @@ struct StackWindow {
   double count[kMaxWindow];
 };
 
+// A window whose offset is outside +-kMaxKey was scribbled on by another process: it restarts
+// empty rather than feed wild indices into the arithmetic below.
 void LoadWindow(const Cell* cells, uint32_t w, int32_t offset, StackWindow& out) {
-  out.offset = offset;
-  for (uint32_t i = 0; i < w; ++i) out.count[i] = D(cells[i].load(std::memory_order_relaxed));
+  const bool valid = offset >= -kMaxKey && offset <= kMaxKey;
+  out.offset = valid ? offset : 0;
+  for (uint32_t i = 0; i < w; ++i)
+    out.count[i] = valid ? D(cells[i].load(std::memory_order_relaxed)) : 0.0;
 }
 
 void StoreWindow(Cell* cells, uint32_t w, const StackWindow& in) {
@@ -138,7 +144,8 @@ void ReduceWindow(StackWindow& win, uint32_t w) {
   double out[kMaxWindow] = {};
   const int32_t base = ReduceKey(win.offset, 1);
   for (uint32_t i = 0; i < w; ++i) {
-    if (win.count[i] != 0) out[ReduceKey(win.offset + static_cast<int32_t>(i), 1) - base] += win.count[i];
+    if (win.count[i] != 0)
+      out[ReduceKey(win.offset + static_cast<int32_t>(i), 1) - base] += win.count[i];
   }
   win.offset = base;
   for (uint32_t i = 0; i < w; ++i) win.count[i] = out[i];
@@ -146,13 +153,15 @@ void ReduceWindow(StackWindow& win, uint32_t w) {
 }  // namespace
 
 void AddInPlace(Cell* block, uint32_t w, int32_t family_schema, double v) noexcept {
+  // Our own block, unless another process scribbled on it: a corrupt schema restarts at the
+  // family's (wrong buckets for what was there, but no undefined arithmetic).
   const uint64_t schema_cell = block[1].load(std::memory_order_relaxed);
-  int32_t schema = schema_cell == 0 ? family_schema : static_cast<int32_t>(schema_cell) - static_cast<int32_t>(kSchemaBias);
-  if (schema < kMinSchema || schema > kMaxSchema) schema = family_schema;  // cannot happen: our own block
+  int32_t schema = ValidSchemaCell(schema_cell) ? SchemaOfCell(schema_cell) : family_schema;
   const uint64_t offs = block[2].load(std::memory_order_relaxed);
   StackWindow pos, neg;
   LoadWindow(block + kHeaderCells, w, static_cast<int32_t>(static_cast<uint32_t>(offs)), pos);
-  LoadWindow(block + kHeaderCells + w, w, static_cast<int32_t>(static_cast<uint32_t>(offs >> 32)), neg);
+  LoadWindow(block + kHeaderCells + w, w, static_cast<int32_t>(static_cast<uint32_t>(offs >> 32)),
+             neg);
   StackWindow& target = v > 0 ? pos : neg;
   const double a = v > 0 ? v : -v;
   for (;;) {
@@ -166,7 +175,8 @@ void AddInPlace(Cell* block, uint32_t w, int32_t family_schema, double v) noexce
     if (hi - lo < static_cast<int64_t>(w) || schema == kMinSchema) {
       // Re-centre the occupied span (room both ways before the next move), then count.
       const int64_t span = hi - lo + 1;
-      const int64_t start = span <= static_cast<int64_t>(w) ? lo - (static_cast<int64_t>(w) - span) / 2 : lo;
+      const int64_t start =
+          span <= static_cast<int64_t>(w) ? lo - (static_cast<int64_t>(w) - span) / 2 : lo;
       double moved[kMaxWindow] = {};
       for (uint32_t i = 0; i < w; ++i) {
         if (target.count[i] == 0) continue;
@@ -184,9 +194,11 @@ void AddInPlace(Cell* block, uint32_t w, int32_t family_schema, double v) noexce
   }
   StoreWindow(block + kHeaderCells, w, pos);
   StoreWindow(block + kHeaderCells + w, w, neg);
-  block[2].store(uint64_t{static_cast<uint32_t>(pos.offset)} | uint64_t{static_cast<uint32_t>(neg.offset)} << 32,
+  block[2].store(uint64_t{static_cast<uint32_t>(pos.offset)} |
+                     uint64_t{static_cast<uint32_t>(neg.offset)} << 32,
                  std::memory_order_relaxed);
-  block[1].store(static_cast<uint64_t>(schema + static_cast<int32_t>(kSchemaBias)), std::memory_order_relaxed);
+  block[1].store(static_cast<uint64_t>(schema + static_cast<int32_t>(kSchemaBias)),
+                 std::memory_order_relaxed);
 }
 
 void Encode(Sparse h, Cell* block, uint32_t window) {
@@ -196,23 +208,26 @@ void Encode(Sparse h, Cell* block, uint32_t window) {
     ++delta;
   }
   Reduce(h, delta);
-  // Centre the occupied span in the window: room to grow both ways before the next move.
+  // Centre the occupied span in the window: room to grow both ways before the next move. A span
+  // still wider than the window (only at kMinSchema) starts at its low edge; the buckets above
+  // the window are counted in its top bucket.
   auto first = [window](const std::map<int32_t, double>& m) {
     if (m.empty()) return 0;
     const int64_t span = int64_t{m.rbegin()->first} - m.begin()->first + 1;
+    if (span > window) return m.begin()->first;
     return static_cast<int32_t>(m.begin()->first - (static_cast<int64_t>(window) - span) / 2);
   };
   const int32_t pos = first(h.positive), neg = first(h.negative);
   for (uint32_t i = 0; i < 2 * window; ++i)
     block[kHeaderCells + i].store(0, std::memory_order_relaxed);
-  for (auto [k, v] : h.positive) {
-    const int64_t i = int64_t{k} - pos;
-    if (i < window) block[kHeaderCells + i].store(U(v), std::memory_order_relaxed);
-  }
-  for (auto [k, v] : h.negative) {
-    const int64_t i = int64_t{k} - neg;
-    if (i < window) block[kHeaderCells + window + i].store(U(v), std::memory_order_relaxed);
-  }
+  auto store = [&](const std::map<int32_t, double>& m, int32_t start, Cell* cells) {
+    for (auto [k, v] : m) {
+      Cell& c = cells[std::clamp<int64_t>(int64_t{k} - start, 0, window - 1)];
+      c.store(U(D(c.load(std::memory_order_relaxed)) + v), std::memory_order_relaxed);
+    }
+  };
+  store(h.positive, pos, block + kHeaderCells);
+  store(h.negative, neg, block + kHeaderCells + window);
   block[2].store(uint64_t{static_cast<uint32_t>(pos)} | uint64_t{static_cast<uint32_t>(neg)} << 32,
                  std::memory_order_relaxed);
   block[3].store(U(h.zero_count), std::memory_order_relaxed);

@@ -103,92 +103,99 @@ std::string Utf8Problem(std::string_view s) {
   return {};
 }
 
+std::string FamilySpecProblem(const FamilySpec& spec) {
+  if (auto p = MetricNameProblem(spec.name); !p.empty()) return "invalid name: it " + p;
+  if (spec.name.starts_with(kReservedPrefix)) {
+    return "the prefix \"shmetrics_\" is reserved for the gateway's own metrics";
+  }
+  // Names the exposition derives from this family must not look like another family's samples.
+  for (std::string_view suffix : {"_bucket", "_count", "_sum", "_created"}) {
+    if (spec.type != MetricType::kGauge && EndsWith(spec.name, suffix)) {
+      return "a name ending in \"" + std::string(suffix) +
+             "\" clashes with the samples of another " + "metric; rename it";
+    }
+  }
+  if (spec.help.size() > kMaxHelpBytes)
+    return "help is longer than " + std::to_string(kMaxHelpBytes) + " bytes";
+  if (auto p = Utf8Problem(spec.help); !p.empty()) return "help is not UTF-8: " + p;
+  if (!spec.unit.empty()) {
+    if (auto p = LabelNameProblem(spec.unit); !p.empty()) return "invalid unit: it " + p;
+    if (!EndsWith(spec.name, "_" + spec.unit)) {
+      return "unit " + Quote(spec.unit) + " must be the suffix of the name (OpenMetrics), e.g. " +
+             Quote(spec.name + "_" + spec.unit);
+    }
+  }
+  if (spec.label_names.size() > kMaxLabels) {
+    return "too many labels: " + std::to_string(spec.label_names.size()) + " (at most " +
+           std::to_string(kMaxLabels) + ")";
+  }
+  for (size_t i = 0; i < spec.label_names.size(); ++i) {
+    const std::string& l = spec.label_names[i];
+    if (auto p = LabelNameProblem(l); !p.empty())
+      return "invalid label name " + Quote(l) + ": it " + p;
+    if (spec.type == MetricType::kHistogram && l == "le")
+      return "label \"le\" is reserved for histogram buckets";
+    if (l == "quantile") return "label \"quantile\" is reserved for summaries";
+    if (spec.type == MetricType::kGauge && IsPerWorkerMode(spec.gauge_mode) && l == "pid") {
+      return "label \"pid\" is added by the gateway in per-worker gauge modes";
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (spec.label_names[j] == l) return "label " + Quote(l) + " appears twice";
+    }
+  }
+  if (spec.type == MetricType::kHistogram) {
+    if (spec.bounds.size() > kMaxBuckets) {
+      return "too many buckets: " + std::to_string(spec.bounds.size()) + " (at most " +
+             std::to_string(kMaxBuckets) + ")";
+    }
+    for (size_t i = 0; i < spec.bounds.size(); ++i) {
+      if (!std::isfinite(spec.bounds[i])) return "bucket bounds must be finite (+Inf is implicit)";
+      if (i > 0 && !(spec.bounds[i] > spec.bounds[i - 1]))
+        return "bucket bounds must be strictly increasing";
+    }
+  } else if (!spec.bounds.empty()) {
+    return "only histograms have buckets";
+  }
+  if (spec.native) {
+    if (spec.type != MetricType::kHistogram) return "only histograms can be native";
+    if (spec.native_schema < native::kMinSchema || spec.native_schema > native::kMaxSchema) {
+      return "native schema " + std::to_string(spec.native_schema) + " is outside -4..8";
+    }
+    if (spec.native_max_buckets < 2 || spec.native_max_buckets > 2 * native::kMaxWindow) {
+      return "native max buckets must be 2.." + std::to_string(2 * native::kMaxWindow);
+    }
+    if (!std::isfinite(spec.native_zero_threshold) || spec.native_zero_threshold < 0) {
+      return "native zero threshold must be finite and >= 0";
+    }
+  }
+  if (spec.exemplars && (spec.type == MetricType::kGauge || spec.type == MetricType::kSummary)) {
+    return "only counters and histograms carry exemplars";
+  }
+  const SeriesLayout layout = SeriesLayoutOf(spec);
+  if (layout.cells > kCellsPerPage) {
+    return "one series would need " + std::to_string(layout.cells) + " cells, at most " +
+           std::to_string(kCellsPerPage) + ": use fewer buckets" +
+           (spec.exemplars ? " or no exemplars" : "");
+  }
+  if (static_cast<uint8_t>(spec.gauge_mode) < 1 || static_cast<uint8_t>(spec.gauge_mode) > 10) {
+    return "unknown gauge mode";
+  }
+  if (spec.max_series == 0) return "max_series must be at least 1";
+  return {};
+}
+
 FamilySpec NormaliseFamilySpec(FamilySpec spec) {
   const std::string who = "metric " + Quote(spec.name) + ": ";
   auto fail = [&](const std::string& what) { throw RegistrationError(who + what); };
 
   if (auto p = MetricNameProblem(spec.name); !p.empty()) fail("invalid name: it " + p);
-  if (spec.name.starts_with(kReservedPrefix)) {
-    fail("the prefix \"shmetrics_\" is reserved for the gateway's own metrics");
-  }
   if (spec.type == MetricType::kCounter && EndsWith(spec.name, "_total")) {
     spec.name.resize(spec.name.size() - 6);  // text formats add it back; OpenMetrics wants it off
     if (auto p = MetricNameProblem(spec.name); !p.empty())
       fail("invalid name without _total: " + p);
   }
-  // Names the exposition derives from this family must not look like another family's samples.
-  for (std::string_view suffix : {"_bucket", "_count", "_sum", "_created"}) {
-    if (spec.type != MetricType::kGauge && EndsWith(spec.name, suffix)) {
-      fail("a name ending in \"" + std::string(suffix) + "\" clashes with the samples of another " +
-           "metric; rename it");
-    }
-  }
-  if (spec.help.size() > kMaxHelpBytes)
-    fail("help is longer than " + std::to_string(kMaxHelpBytes) + " bytes");
-  if (!spec.unit.empty()) {
-    if (auto p = LabelNameProblem(spec.unit); !p.empty()) fail("invalid unit: it " + p);
-    if (!EndsWith(spec.name, "_" + spec.unit)) {
-      fail("unit " + Quote(spec.unit) + " must be the suffix of the name (OpenMetrics), e.g. " +
-           Quote(spec.name + "_" + spec.unit));
-    }
-  }
-  if (spec.label_names.size() > kMaxLabels) {
-    fail("too many labels: " + std::to_string(spec.label_names.size()) + " (at most " +
-         std::to_string(kMaxLabels) + ")");
-  }
-  for (size_t i = 0; i < spec.label_names.size(); ++i) {
-    const std::string& l = spec.label_names[i];
-    if (auto p = LabelNameProblem(l); !p.empty())
-      fail("invalid label name " + Quote(l) + ": it " + p);
-    if (spec.type == MetricType::kHistogram && l == "le")
-      fail("label \"le\" is reserved for histogram buckets");
-    if (l == "quantile") fail("label \"quantile\" is reserved for summaries");
-    if (spec.type == MetricType::kGauge && IsPerWorkerMode(spec.gauge_mode) && l == "pid") {
-      fail("label \"pid\" is added by the gateway in per-worker gauge modes");
-    }
-    for (size_t j = 0; j < i; ++j) {
-      if (spec.label_names[j] == l) fail("label " + Quote(l) + " appears twice");
-    }
-  }
-  if (spec.type == MetricType::kHistogram) {
-    if (spec.bounds.size() > kMaxBuckets) {
-      fail("too many buckets: " + std::to_string(spec.bounds.size()) + " (at most " +
-           std::to_string(kMaxBuckets) + ")");
-    }
-    for (size_t i = 0; i < spec.bounds.size(); ++i) {
-      if (!std::isfinite(spec.bounds[i])) fail("bucket bounds must be finite (+Inf is implicit)");
-      if (i > 0 && !(spec.bounds[i] > spec.bounds[i - 1]))
-        fail("bucket bounds must be strictly increasing");
-    }
-  } else if (!spec.bounds.empty()) {
-    fail("only histograms have buckets");
-  }
-  if (spec.native) {
-    if (spec.type != MetricType::kHistogram) fail("only histograms can be native");
-    if (spec.native_schema < native::kMinSchema || spec.native_schema > native::kMaxSchema) {
-      fail("native schema " + std::to_string(spec.native_schema) + " is outside -4..8");
-    }
-    if (spec.native_max_buckets < 2 || spec.native_max_buckets > 2 * native::kMaxWindow) {
-      fail("native max buckets must be 2.." + std::to_string(2 * native::kMaxWindow));
-    }
-    if (!std::isfinite(spec.native_zero_threshold) || spec.native_zero_threshold < 0) {
-      fail("native zero threshold must be finite and >= 0");
-    }
-  }
-  if (spec.exemplars && (spec.type == MetricType::kGauge || spec.type == MetricType::kSummary)) {
-    fail("only counters and histograms carry exemplars");
-  }
-  const SeriesLayout layout = SeriesLayoutOf(spec);
-  if (layout.cells > kCellsPerPage) {
-    fail("one series would need " + std::to_string(layout.cells) + " cells, at most " +
-         std::to_string(kCellsPerPage) + ": use fewer buckets" +
-         (spec.exemplars ? " or no exemplars" : ""));
-  }
   if (spec.type != MetricType::kGauge) spec.gauge_mode = GaugeMode::kLiveSum;
-  if (static_cast<uint8_t>(spec.gauge_mode) < 1 || static_cast<uint8_t>(spec.gauge_mode) > 10) {
-    fail("unknown gauge mode");
-  }
-  if (spec.max_series == 0) fail("max_series must be at least 1");
+  if (auto p = FamilySpecProblem(spec); !p.empty()) fail(p);
   return spec;
 }
 
@@ -288,8 +295,6 @@ std::string Describe(const Region& region, const FamilyRecord& f) {
 }
 }  // namespace
 
-namespace {
-// The sample and family names a family puts into the expositions (all formats together).
 std::vector<std::string> ExposedNames(std::string_view base, MetricType type) {
   std::string b(base);
   switch (type) {
@@ -304,7 +309,6 @@ std::vector<std::string> ExposedNames(std::string_view base, MetricType type) {
   }
   return {b};
 }
-}  // namespace
 
 FamilyResult RegistryWriter::FindOrAddFamily(const FamilySpec& spec) {
   RegionHeader& h = region_.header();
@@ -550,6 +554,21 @@ std::optional<FamilyView> ReadFamily(const Region& region, uint32_t index, ReadP
   v.cells_per_series = r.cells_per_series;
   v.drop_cell = r.drop_cell;
   v.created_unix_ns = r.created_unix_ns;
+  // The rules the client enforces, applied again: a hostile or buggy writer bypasses them.
+  FamilySpec spec;
+  spec.name = v.name;
+  spec.help = v.help;
+  spec.unit = v.unit;
+  spec.type = v.type;
+  spec.gauge_mode = v.type == MetricType::kGauge ? v.gauge_mode : GaugeMode::kLiveSum;
+  spec.label_names = v.label_names;
+  spec.bounds = v.bounds;
+  spec.native = native;
+  spec.native_schema = v.native_schema;
+  spec.native_max_buckets = 2 * v.native_window;
+  spec.native_zero_threshold = v.native_zero_threshold;
+  spec.exemplars = v.exemplar_offset != 0;
+  if (auto p = FamilySpecProblem(spec); !p.empty()) return bad(p);
   return v;
 }
 
@@ -585,6 +604,8 @@ std::optional<SeriesView> ReadSeries(const Region& region, uint32_t index,
     const char* p = region.arena(ref.offset, ref.length);
     if (p == nullptr) return bad("label value outside the arena");
     v.label_values.emplace_back(p, ref.length);
+    if (auto u = Utf8Problem(v.label_values.back()); !u.empty())
+      return bad("value of label " + f.label_names[i] + ": " + u);
   }
   return v;
 }

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -85,6 +86,95 @@ TEST(NativeHistogramTest, DecodeRejectsCorruptSchema) {
   block[1].store(kSchemaBias + 20);  // schema 20: impossible
   Sparse out;
   EXPECT_FALSE(Decode(block.data(), 4, 3, out));
+}
+
+// Issue 8: values so far apart that even kMinSchema cannot fit them in the window. Encode once
+// wrote such spans before its block (it checked only one side of the window index). Every count
+// must stay inside the block, and none may be lost.
+TEST(NativeHistogramTest, EncodeKeepsEveryCountInsideItsBlockForAnySpan) {
+  constexpr uint64_t kGuard = 0x6775617264ull;  // "guard"
+  constexpr uint32_t kGuardCells = 64;
+  for (uint32_t window : {1u, 2u, 3u, 8u}) {
+    for (auto [low, high] : {std::pair{1e-30, 1e30}, {1e-300, 1e300}, {4.9e-324, 1.7e308}}) {
+      Sparse h = Sparse::At(3);
+      h.positive[BucketKey(low, 3)] = 1;
+      h.positive[BucketKey(high, 3)] = 1;
+      h.negative[BucketKey(high, 3)] = 2;
+      h.negative[BucketKey(low, 3)] = 3;
+      std::vector<Cell> cells(kGuardCells + BlockCells(window) + kGuardCells);
+      for (auto& c : cells) c.store(kGuard);
+      Cell* block = cells.data() + kGuardCells;
+      for (uint32_t i = 0; i < BlockCells(window); ++i) block[i].store(0);
+      Encode(h, block, window);
+      for (uint32_t i = 0; i < kGuardCells; ++i) {
+        ASSERT_EQ(cells[i].load(), kGuard) << "window " << window << " wrote before the block";
+        ASSERT_EQ(cells[cells.size() - 1 - i].load(), kGuard) << "window " << window;
+      }
+      Sparse back;
+      ASSERT_TRUE(Decode(block, window, 3, back));
+      double pos = 0, neg = 0;
+      for (auto [k, v] : back.positive) pos += v;
+      for (auto [k, v] : back.negative) neg += v;
+      EXPECT_EQ(pos, 2) << "window " << window;
+      EXPECT_EQ(neg, 5) << "window " << window;
+      EXPECT_EQ(back.schema, kMinSchema);
+    }
+  }
+}
+
+// A block is untrusted: offsets outside +-kMaxKey, schema cells that overflow a signed
+// subtraction, and counts that are negative or not finite make it invalid, never undefined.
+TEST(NativeHistogramTest, DecodeRejectsWildOffsetsSchemaCellsAndCounts) {
+  auto fresh = [] {
+    std::vector<Cell> block(BlockCells(4));
+    for (auto& c : block) c.store(0);
+    block[1].store(kSchemaBias + 3);
+    block[4].store(std::bit_cast<uint64_t>(1.0));
+    return block;
+  };
+  Sparse out;
+  {
+    auto b = fresh();
+    ASSERT_TRUE(Decode(b.data(), 4, 3, out));
+  }
+  for (uint64_t offsets :
+       {uint64_t{0x80000000u}, uint64_t{0x7fffffffu}, uint64_t{0x80000000u} << 32,
+        uint64_t{static_cast<uint32_t>(kMaxKey + 1)}}) {
+    auto b = fresh();
+    b[2].store(offsets);
+    EXPECT_FALSE(Decode(b.data(), 4, 3, out)) << std::hex << offsets;
+  }
+  for (uint64_t schema_cell : {uint64_t{0x8000000000000000ull}, uint64_t{0xffffffffull},
+                               uint64_t{0x80000000ull}, kSchemaBias - 5}) {
+    auto b = fresh();
+    b[1].store(schema_cell);
+    EXPECT_FALSE(Decode(b.data(), 4, 3, out)) << std::hex << schema_cell;
+  }
+  for (double bad : {-1.0, double{NAN}, double{INFINITY}}) {
+    auto b = fresh();
+    b[5].store(std::bit_cast<uint64_t>(bad));
+    EXPECT_FALSE(Decode(b.data(), 4, 3, out)) << bad;
+    auto z = fresh();
+    z[3].store(std::bit_cast<uint64_t>(bad));
+    EXPECT_FALSE(Decode(z.data(), 4, 3, out)) << "zero count " << bad;
+  }
+}
+
+// The writer's own block scribbled on by another process: AddInPlace restarts a corrupt schema at
+// the family's and still counts the observation (UBSan guards the arithmetic in the sanitizer run).
+TEST(NativeHistogramTest, AddInPlaceSurvivesACorruptBlock) {
+  for (uint64_t schema_cell : {0x8000000000000000ull, 0xffffffffull, 0x80000000ull}) {
+    std::vector<Cell> block(BlockCells(4));
+    for (auto& c : block) c.store(0);
+    block[1].store(schema_cell);
+    block[2].store(0x8000000080000000ull);  // both first indices INT32_MIN
+    AddInPlace(block.data(), 4, 3, 1.5);
+    Sparse out;
+    ASSERT_TRUE(Decode(block.data(), 4, 3, out)) << std::hex << schema_cell;
+    double total = 0;
+    for (auto [k, v] : out.positive) total += v;
+    EXPECT_EQ(total, 1);
+  }
 }
 
 }  // namespace

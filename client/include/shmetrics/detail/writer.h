@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "shmetrics/shm/layout.h"
+#include "shmetrics/shm/native_histogram.h"
 
 namespace shmetrics::detail {
 
@@ -150,12 +151,12 @@ inline void NativeObserve(shm::Cell* block, double v, const NativeParams& p) noe
   const double a = v < 0 ? -v : v;
   if (a <= p.zero_threshold) return SingleWriterAdd(block[3], 1.0);
   const uint64_t schema_cell = block[1].load(std::memory_order_relaxed);
-  if (__builtin_expect(schema_cell != 0, 1)) {
-    const int32_t key = NativeBucketKey(a, static_cast<int32_t>(schema_cell) - 16);
+  // One unsigned compare: 0 (no observation yet) and any corrupt value take the slow path.
+  if (__builtin_expect(shm::native::ValidSchemaCell(schema_cell), 1)) {
+    const int32_t key = NativeBucketKey(a, shm::native::SchemaOfCell(schema_cell));
     const uint64_t offsets = block[2].load(std::memory_order_relaxed);
-    const int32_t first =
-        static_cast<int32_t>(static_cast<uint32_t>(v > 0 ? offsets : offsets >> 32));
-    const uint32_t i = static_cast<uint32_t>(key - first);
+    const auto first = static_cast<uint32_t>(v > 0 ? offsets : offsets >> 32);
+    const uint32_t i = static_cast<uint32_t>(key) - first;  // modular: no signed overflow
     if (i < p.window) return SingleWriterAdd(block[4 + (v > 0 ? 0 : p.window) + i], 1.0);
   }
   NativeObserveSlow(block, v, p);

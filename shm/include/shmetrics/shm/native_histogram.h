@@ -32,6 +32,20 @@ inline constexpr uint64_t kSchemaBias = 16;
 inline constexpr uint32_t kHeaderCells = 4;
 inline constexpr uint32_t kMaxWindow = 240;  // a block must fit a page with the classic part
 inline constexpr double kDefaultZeroThreshold = 2.938735877055719e-39;  // 2^-128, as client_golang
+// Every finite non-zero double has a bucket key within +-kMaxKey at any schema (binary exponents
+// -1073..1024 times at most 2^kMaxSchema buckets per octave). A block whose window offsets leave
+// that range is corrupt; checking it keeps all index arithmetic far from int32 overflow.
+inline constexpr int32_t kMaxKey = 1100 << kMaxSchema;
+
+// The schema a block's schema cell holds, or nullopt when the cell is 0 (no bucketed observation
+// yet) or outside kMinSchema..kMaxSchema (corrupt). Unsigned compare: any 64-bit value is safe.
+inline constexpr bool ValidSchemaCell(uint64_t cell) {
+  constexpr uint64_t kLowest = kSchemaBias - static_cast<uint64_t>(-kMinSchema);
+  return cell - kLowest <= static_cast<uint64_t>(kMaxSchema - kMinSchema);
+}
+inline constexpr int32_t SchemaOfCell(uint64_t cell) {  // only for ValidSchemaCell(cell)
+  return static_cast<int32_t>(cell) - static_cast<int32_t>(kSchemaBias);
+}
 
 inline constexpr uint32_t BlockCells(uint32_t window) { return kHeaderCells + 2 * window; }
 
@@ -63,20 +77,26 @@ void Merge(Sparse& into, const Sparse& from);
 void Reduce(Sparse& h, int32_t delta);
 
 // Reads a block that nobody writes concurrently (the accumulator, a dead writer's slot, or a
-// seqlock-validated copy). Returns false if the block is not a valid one (corrupt schema or
-// offsets); an untouched block decodes as empty with `schema` = family schema.
+// seqlock-validated copy). Returns false if the block is not a valid one (schema outside
+// kMinSchema..min(kMaxSchema, family schema), offsets outside +-kMaxKey, a count that is negative
+// or not finite); an untouched block decodes as empty with `schema` = family schema.
 bool Decode(const Cell* block, uint32_t window, int32_t family_schema, Sparse& out);
-// Reads a live writer's block under its seqlock; false if it stayed torn after many retries or is
-// invalid.
-bool DecodeLive(const Cell* block, uint32_t window, int32_t family_schema, Sparse& out);
+enum class LiveRead { kOk, kTorn, kInvalid };
+// Reads a live writer's block under its seqlock, trying at most `attempts` (>= 1) times: kTorn
+// when the seqlock stayed odd or moved every time (a writer mid-update, killed mid-update, or
+// hostile), kInvalid when a stable copy is not a valid block.
+LiveRead DecodeLive(const Cell* block, uint32_t window, int32_t family_schema, Sparse& out,
+                    uint32_t attempts);
 // Adds one observation `v` (|v| above the zero threshold, not NaN) to a writer's own block,
 // moving the window or lowering the schema as needed. In place, with stack buffers only: no
 // allocation, no lock (the writer's path). At kMinSchema a value still out of reach (only with
 // tiny windows) is counted in the nearest edge bucket. Does not touch the seqlock.
 void AddInPlace(Cell* block, uint32_t window, int32_t family_schema, double v) noexcept;
 
-// Writes `h` into a block of `window` buckets per sign, lowering the schema until both signs fit
-// (never below kMinSchema, where any double range fits). Does not touch the seqlock.
+// Writes `h` into a block of `window` buckets per sign, lowering the schema until both signs fit.
+// At kMinSchema a span still wider than the window (tiny windows, values far apart) keeps its
+// low edge and counts the rest in the top bucket: every count is kept, only resolution is lost,
+// and nothing is written outside the block. Does not touch the seqlock.
 void Encode(Sparse h, Cell* block, uint32_t window);
 
 }  // namespace shmetrics::shm::native

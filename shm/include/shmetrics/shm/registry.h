@@ -57,9 +57,16 @@ struct FamilySpec {
 // The cell layout of one series of `spec`.
 SeriesLayout SeriesLayoutOf(const FamilySpec& spec);
 
-// Checks names, labels, bounds and reserved words; throws RegistrationError naming the metric.
-// Returns the spec normalised (counter "_total" stripped).
+// What makes a normalised spec unacceptable (names, labels, bounds, reserved words, UTF-8), or ""
+// when it is valid. The client checks it before registering, the gateway again on every record it
+// reads: a record that breaks these rules would make Prometheus reject the whole scrape.
+std::string FamilySpecProblem(const FamilySpec& normalised);
+// Checks the spec with FamilySpecProblem; throws RegistrationError naming the metric. Returns the
+// spec normalised (counter "_total" stripped).
 FamilySpec NormaliseFamilySpec(FamilySpec spec);
+// Every sample and family name a family puts into the expositions, all formats together: no two
+// families of a region may share one.
+std::vector<std::string> ExposedNames(std::string_view base, MetricType type);
 
 enum class SeriesStatus { kOk, kFamilyFull, kRegionFull };
 
