@@ -250,7 +250,13 @@ bool AcceptsGzip(std::string_view accept_encoding) {
 }
 
 std::optional<Format> FormatFromQuery(std::string_view query, std::string* error) {
-  for (std::string_view pair : SplitOutsideQuotes(query, '&')) {
+  // A query string has no quoted strings: every '&' separates (split as a header was, a '"' in an
+  // earlier parameter hid the format parameter behind it).
+  for (size_t start = 0; start <= query.size();) {
+    size_t end = query.find('&', start);
+    if (end == std::string_view::npos) end = query.size();
+    const std::string_view pair = query.substr(start, end - start);
+    start = end + 1;
     const size_t eq = pair.find('=');
     if (pair.substr(0, eq) != "format") continue;
     const std::string_view value = eq == std::string_view::npos ? "" : pair.substr(eq + 1);

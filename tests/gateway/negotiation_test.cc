@@ -158,5 +158,17 @@ TEST(NegotiationTest, FormatQueryOverride) {
   EXPECT_FALSE(error.empty());
 }
 
+// Found by negotiation_fuzz_test: the query was split like a header, outside quoted strings, so a
+// '"' in an earlier parameter hid the format parameter behind it. A query string has no quoting.
+TEST(NegotiationTest, FormatQueryIgnoresQuotesInOtherParameters) {
+  std::string error;
+  EXPECT_EQ(FormatFromQuery("a=\"&format=protobuf", &error), Format::kProtobuf);
+  EXPECT_EQ(FormatFromQuery("a=\"&&format=text&format=xml", &error), Format::kText);
+  EXPECT_EQ(FormatFromQuery("a=\"x&format=openmetrics&b=\"", &error), Format::kOpenMetrics);
+  EXPECT_TRUE(error.empty()) << error;
+  EXPECT_EQ(FormatFromQuery("a=\"x&format=xml\"", &error), std::nullopt);
+  EXPECT_NE(error.find("unknown format 'xml\"'"), std::string::npos) << error;
+}
+
 }  // namespace
 }  // namespace shmetrics::gateway
