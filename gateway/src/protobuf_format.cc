@@ -44,16 +44,32 @@ void AddLabel(pb::Metric* m, const std::string& name, const std::string& value) 
 // Exactly representable as uint64 and never rounded on the way: the integer fields apply.
 bool IntegerCount(double v) { return v >= 0 && v < 9007199254740992.0 && v == std::trunc(v); }
 
-// A classic histogram from per-bucket (non-cumulative) counts, +Inf last.
+// Whether a classic histogram's per-bucket counts, +Inf last, and their running totals all fit
+// the integer fields.
 template <typename BucketCount>
-void FillHistogram(pb::Histogram* h, const std::vector<double>& bounds, BucketCount count_of,
-                   double sum) {
-  bool integer = true;
+bool ClassicCountsAreIntegers(const std::vector<double>& bounds, BucketCount count_of) {
   double total = 0;
   for (size_t b = 0; b <= bounds.size(); ++b) {
     total += count_of(b);
-    integer = integer && IntegerCount(total) && IntegerCount(count_of(b));
+    if (!IntegerCount(total) || !IntegerCount(count_of(b))) return false;
   }
+  return true;
+}
+
+bool NativeCountsAreIntegers(const shm::native::Sparse& n) {
+  bool integer = IntegerCount(n.zero_count);
+  for (auto [k, v] : n.positive) integer = integer && IntegerCount(v);
+  for (auto [k, v] : n.negative) integer = integer && IntegerCount(v);
+  return integer;
+}
+
+// A classic histogram from per-bucket (non-cumulative) counts, +Inf last: in the uint64 fields
+// when `integer`, otherwise in the *_float ones.
+template <typename BucketCount>
+void FillHistogram(pb::Histogram* h, const std::vector<double>& bounds, BucketCount count_of,
+                   double sum, bool integer) {
+  double total = 0;
+  for (size_t b = 0; b <= bounds.size(); ++b) total += count_of(b);
   double cumulative = 0;
   for (size_t b = 0; b < bounds.size(); ++b) {
     cumulative += count_of(b);
@@ -107,12 +123,16 @@ void FillSign(const std::map<int32_t, double>& buckets, bool integer,
   }
 }
 
-void FillNative(pb::Histogram* h, const shm::FamilyView& fv, const shm::native::Sparse* merged) {
+// The native part, in the same fields (integer or *_float) as the classic part already in `h`.
+void FillNative(pb::Histogram* h, const shm::FamilyView& fv, const shm::native::Sparse* merged,
+                bool integer) {
   const shm::native::Sparse empty = shm::native::Sparse::At(fv.native_schema);
-  const shm::native::Sparse& n = merged ? *merged : empty;
-  bool integer = IntegerCount(n.zero_count);
-  for (auto [k, v] : n.positive) integer = integer && IntegerCount(v);
-  for (auto [k, v] : n.negative) integer = integer && IntegerCount(v);
+  const shm::native::Sparse* source = merged ? merged : &empty;
+  // Prometheus reads the *_float fields only when sample_count_float or zero_count_float is > 0.
+  // Float buckets beside a float count of 0 (only a corrupt region holds such) could not be read
+  // as what they are: the native part is then served without buckets.
+  if (!integer && !(h->sample_count_float() > 0) && !(source->zero_count > 0)) source = &empty;
+  const shm::native::Sparse& n = *source;
   h->set_schema(n.schema);
   h->set_zero_threshold(fv.native_zero_threshold);
   if (integer) {
@@ -212,14 +232,18 @@ void AppendProtobuf(const RegionReader& reader, const Snapshot& snap, std::strin
           break;
         case shm::MetricType::kHistogram: {
           pb::Histogram* h = add_metric(s)->mutable_histogram();
-          FillHistogram(
-              h, fv.bounds, [&](size_t b) { return snap.sums[base + b]; },
-              snap.sums[base + fv.bounds.size() + 1]);
+          auto count_of = [&](size_t b) { return snap.sums[base + b]; };
+          const shm::native::Sparse* native =
+              fv.native && si < snap.native.size() && snap.native[si] ? &*snap.native[si] : nullptr;
+          // One choice for the whole histogram: Prometheus takes every count, classic and native,
+          // from the *_float fields once sample_count_float (or zero_count_float) is > 0, and from
+          // the integer ones otherwise.
+          const bool integer = ClassicCountsAreIntegers(fv.bounds, count_of) &&
+                               (native == nullptr || NativeCountsAreIntegers(*native));
+          FillHistogram(h, fv.bounds, count_of, snap.sums[base + fv.bounds.size() + 1], integer);
           if (s.view.created_unix_ns != 0)
             SetTimestamp(h->mutable_created_timestamp(), s.view.created_unix_ns);
-          if (fv.native) {
-            FillNative(h, fv, si < snap.native.size() && snap.native[si] ? &*snap.native[si] : nullptr);
-          }
+          if (fv.native) FillNative(h, fv, native, integer);
           if (si < snap.exemplars.size() && !snap.exemplars[si].empty()) {
             FillBucketExemplars(h, fv.bounds.size(), snap.exemplars[si]);
           }

@@ -180,6 +180,53 @@ TEST(ProtobufFormatTest, CountersAndHistogramsCarryCreatedTimestamps) {
   EXPECT_GT(histograms, 4);
 }
 
+// Found by region_reader_fuzz_test: the classic and the native part of a histogram chose integer
+// or float fields each on its own, so a native count that is not an integer (only a corrupt region
+// holds one) beside integer classic counts gave float native buckets that Prometheus, which reads
+// the integer fields unless sample_count_float or zero_count_float is > 0, found missing ("spans
+// need 2 buckets, have 0"): the whole scrape failed.
+TEST(ProtobufFormatTest, ClassicAndNativeCountsUseTheSameFields) {
+  ScopedRegionName name("pb-native-float");
+  Client& client = Client::Attach(name.name, SmallOptions());
+  auto& family =
+      BuildHistogram().Name("pb_mixed").Help("Both parts.").Buckets({1}).Native().Register(client);
+  family.Get().Observe(0.5);
+  family.Get().Observe(3);
+  RegionReader reader(shm::Region::Open(name.name));
+  Snapshot snap;
+  reader.Collect(snap);
+  auto histogram = [&](const Snapshot& s) {
+    std::string body;
+    AppendProtobuf(reader, s, body);
+    for (const pb::MetricFamily& mf : Records(body)) {
+      if (mf.name() == "pb_mixed" && mf.metric_size() == 1) return mf.metric(0).histogram();
+    }
+    ADD_FAILURE() << "no pb_mixed histogram";
+    return pb::Histogram();
+  };
+
+  const pb::Histogram whole = histogram(snap);  // integer counts: the integer fields throughout
+  EXPECT_EQ(whole.sample_count(), 2u);
+  EXPECT_EQ(whole.bucket(0).cumulative_count(), 1u);
+  EXPECT_EQ(whole.positive_delta_size(), 2);
+  EXPECT_EQ(whole.positive_count_size(), 0);
+  EXPECT_FALSE(whole.sample_count_float() > 0 || whole.zero_count_float() > 0);
+
+  size_t changed = 0;
+  for (auto& native : snap.native) {
+    if (native && !native->positive.empty()) native->positive.begin()->second = 1.5, ++changed;
+  }
+  ASSERT_EQ(changed, 1u);
+  const pb::Histogram fractional = histogram(snap);  // the float fields throughout
+  EXPECT_TRUE(fractional.sample_count_float() > 0 || fractional.zero_count_float() > 0);
+  EXPECT_EQ(fractional.sample_count_float(), 2);
+  EXPECT_EQ(fractional.bucket(0).cumulative_count_float(), 1);
+  EXPECT_EQ(fractional.bucket(0).cumulative_count(), 0u);
+  EXPECT_EQ(fractional.positive_delta_size(), 0);
+  ASSERT_EQ(fractional.positive_count_size(), 2);
+  EXPECT_EQ(fractional.positive_count(0), 1.5);
+}
+
 TEST(ProtobufFormatTest, GatewayRenderDecodes) {
   ScopedRegionName name("pb-gateway");
   Client& client = Client::Attach(name.name, SmallOptions());
