@@ -191,9 +191,10 @@ void AppendOpenMetrics(const RegionReader& reader, const Snapshot& snap, std::st
         case shm::MetricType::kSummary:
           if (ValidCount(snap.sums[base])) {
             AppendSample(out, name, "_count", s.text_labels, nullptr, {}, snap.sums[base]);
-            // A NaN observation makes the sum NaN, which OpenMetrics forbids for a _sum: the
-            // sample is left out (its count stays); text and protobuf serve the NaN.
-            if (!std::isnan(snap.sums[base + 1]))
+            // A summary's _sum is counter-like in OpenMetrics: never NaN (a NaN observation) nor
+            // negative (negative observations). Such a sum is left out, its count stays; text
+            // and protobuf serve it.
+            if (snap.sums[base + 1] >= 0)
               AppendSample(out, name, "_sum", s.text_labels, nullptr, {}, snap.sums[base + 1]);
             AppendCreated(out, name, s.text_labels, s.view.created_unix_ns);
           }

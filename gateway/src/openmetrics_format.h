@@ -19,7 +19,8 @@
 //  - Counter-like samples may not be negative or NaN. A counter or histogram series whose counts
 //    are not finite non-negative integers (only a corrupt region holds such) is left out; a
 //    histogram with a negative bound, or whose sum is negative or NaN, is served without `_sum`
-//    and `_count`, which OpenMetrics forbids there (text 0.0.4 and protobuf still carry them).
+//    and `_count`, which OpenMetrics forbids there (text 0.0.4 and protobuf still carry them); a
+//    summary whose sum is negative or NaN is served with its `_count` only.
 //  - The exposition ends with `# EOF` (AppendOpenMetricsEof), after the self-metrics.
 //
 // Thread-safety: pure functions of their arguments.

@@ -167,6 +167,35 @@ TEST(OpenMetricsFormatTest, StrictParserAcceptsItAndValuesMatchText) {
   EXPECT_FALSE(has_family("self_empty|counter||No children."));
 }
 
+// Found by region_reader_fuzz_test: a summary's _sum is counter-like in OpenMetrics, and a
+// summary that observed negative values made the strict parser reject the whole body ("Counter-like
+// samples cannot be negative").
+TEST(OpenMetricsFormatTest, SummaryWithNegativeOrNaNSumKeepsItsCountOnly) {
+  ScopedRegionName name("om-summary-sum");
+  Client& client = Client::Attach(name.name, SmallOptions());
+  auto& family =
+      BuildSummary().Name("om_offset").Help("Signed.").Labels({"k"}).Register(client);
+  family.Add({"negative"}).Observe(-5);
+  family.Add({"nan"}).Observe(std::numeric_limits<double>::quiet_NaN());
+  family.Add({"positive"}).Observe(2);
+  RegionReader reader(shm::Region::Open(name.name));
+  Snapshot snap;
+  reader.Collect(snap);
+  std::string om;
+  AppendOpenMetrics(reader, snap, om);
+  AppendOpenMetricsEof(om);
+  const testing::StrictParse parsed = ParseOpenMetricsStrictly(om);
+  ASSERT_TRUE(parsed.ok) << parsed.error << "\n" << om;
+  EXPECT_EQ(parsed.samples.at("om_offset_count{k=negative}"), 1);
+  EXPECT_EQ(parsed.samples.count("om_offset_sum{k=negative}"), 0u);
+  EXPECT_EQ(parsed.samples.at("om_offset_count{k=nan}"), 1);
+  EXPECT_EQ(parsed.samples.count("om_offset_sum{k=nan}"), 0u);
+  EXPECT_EQ(parsed.samples.at("om_offset_sum{k=positive}"), 2);
+  std::string text;
+  AppendText(reader, snap, text);  // text 0.0.4 keeps the sum
+  EXPECT_NE(text.find("om_offset_sum{k=\"negative\"} -5\n"), std::string::npos) << text;
+}
+
 TEST(OpenMetricsFormatTest, EveryGaugeModeIsServed) {
   ScopedRegionName name("om-gauges");
   Client& client = Client::Attach(name.name, SmallOptions());
