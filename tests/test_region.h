@@ -20,7 +20,12 @@ struct ScopedRegionName {
   explicit ScopedRegionName(const std::string& tag) : name(UniqueRegionName(tag)) {
     shm::Region::Remove(name);
   }
-  ~ScopedRegionName() { shm::Region::Remove(name); }
+  ~ScopedRegionName() {
+    try {
+      shm::Region::Remove(name);
+    } catch (const shm::RegionError&) {  // not ours to remove: leave it, never terminate
+    }
+  }
   std::string name;
 };
 

@@ -34,11 +34,11 @@ void AppendSample(std::string& out, const std::string& name, const char* suffix,
 
 }  // namespace
 
-void AppendText(const RegionReader& reader, const Snapshot& snap, std::string& out) {
-  const auto& families = reader.families();
-  const auto& series = reader.series();
+void AppendText(const RegistryView& registry, const Snapshot& snap, std::string& out) {
+  const auto& families = registry.families;
+  const auto& series = registry.series;
   std::string name, bound, pid_value;
-  for (uint32_t fi : reader.family_order()) {
+  for (uint32_t fi : registry.family_order) {
     const FamilyInfo& f = families[fi];
     if (f.series.empty()) continue;
     const shm::FamilyView& fv = f.view;

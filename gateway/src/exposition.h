@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "region_reader.h"
+#include "registry_view.h"
 
 namespace shmetrics::gateway {
 
@@ -15,7 +15,7 @@ namespace shmetrics::gateway {
 inline constexpr const char* kTextContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 // Appends the region's families in text format 0.0.4.
-void AppendText(const RegionReader& reader, const Snapshot& snapshot, std::string& out);
+void AppendText(const RegistryView& registry, const Snapshot& snapshot, std::string& out);
 // Appends prometheus-cpp families (the gateway's self-metrics) in text format 0.0.4.
 void AppendText(const std::vector<prometheus::MetricFamily>& families, std::string& out);
 

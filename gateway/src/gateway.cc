@@ -2,12 +2,14 @@
 
 #include <prometheus/histogram.h>
 
+#include <algorithm>
 #include <limits>
 
 #include "exposition.h"
 #include "log.h"
 #include "openmetrics_format.h"
 #include "protobuf_format.h"
+#include "registry_view.h"
 
 namespace shmetrics::gateway {
 namespace {
@@ -19,6 +21,14 @@ void Sync(prometheus::Counter& counter, double now, double& last) {
   if (now > last) counter.Increment(now - last);
   last = now;
 }
+
+// Label values of shmetrics_region_attach_failures_total: shm::ReasonName()s, and the gateway's.
+constexpr const char* kAttachFailureReasons[] = {"not_found", "access",    "not_regular",
+                                                 "untrusted", "not_ready", "invalid",
+                                                 "locked",    "fault",     "other"};
+constexpr const char* kLostReasons[] = {"truncated", "overwritten", "fault"};
+// Distinct warnings kept (and logged) per attachment; past it they are suppressed.
+constexpr size_t kMaxWarnings = 64;
 
 }  // namespace
 
@@ -130,7 +140,36 @@ struct Gateway::SelfMetrics {
         http_method(http.Add({{"reason", "method_not_allowed"}})),
         http_timeouts(http.Add({{"reason", "timeout"}})),
         http_rejected(http.Add({{"reason", "too_many_connections"}})),
-        http_handler(http.Add({{"reason", "handler_error"}})) {}
+        http_handler(http.Add({{"reason", "handler_error"}})),
+        attached_family(
+            prometheus::BuildGauge()
+                .Name("shmetrics_region_attached")
+                .Help("1 while the gateway reads the region /dev/shm/NAME points at and it is "
+                      "intact; 0 while it serves what it had because that region was truncated, "
+                      "overwritten, removed or replaced by one it could not attach (see "
+                      "shmetrics_region_lost_total, shmetrics_region_attach_failures_total and "
+                      "the log).")
+                .Register(r)),
+        attached(attached_family.Add({})),
+        lost(prometheus::BuildCounter()
+                 .Name("shmetrics_region_lost_total")
+                 .Help("Times the region being served stopped being intact, by reason: truncated "
+                       "(resized under the mapping), overwritten (its header), fault (a SIGBUS in "
+                       "the mapping). The gateway then serves its last snapshot.")
+                 .Register(r)),
+        attach_failures(
+            prometheus::BuildCounter()
+                .Name("shmetrics_region_attach_failures_total")
+                .Help("Reaps that found /dev/shm/NAME pointing at another object and could not "
+                      "attach it, by reason: not_found, access, not_regular (a FIFO, link, ...), "
+                      "untrusted (owner or mode), not_ready (not sized or initialised yet), "
+                      "invalid (not a region this build reads), locked (another gateway serves "
+                      "it), fault (truncated while attaching), other. Retried every reap.")
+                .Register(r)) {
+    attached.Set(1);
+    for (const char* reason : kLostReasons) lost.Add({{"reason", reason}});
+    for (const char* reason : kAttachFailureReasons) attach_failures.Add({{"reason", reason}});
+  }
 
   prometheus::Family<prometheus::Gauge>& workers;
   prometheus::Gauge& workers_live;
@@ -178,6 +217,10 @@ struct Gateway::SelfMetrics {
   prometheus::Counter& http_timeouts;
   prometheus::Counter& http_rejected;
   prometheus::Counter& http_handler;
+  prometheus::Family<prometheus::Gauge>& attached_family;
+  prometheus::Gauge& attached;
+  prometheus::Family<prometheus::Counter>& lost;
+  prometheus::Family<prometheus::Counter>& attach_failures;
 
   // Last values mirrored from the region / server (see Sync).
   double last_invalid_value = 0, last_exemplar = 0, last_torn = 0;
@@ -189,8 +232,9 @@ struct Gateway::SelfMetrics {
 };
 
 Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
-  reader_ = std::make_unique<RegionReader>(
-      shm::Region::OpenOrCreate(options_.region, options_.region_options), options_.reader);
+  auto region = shm::Region::OpenOrCreate(options_.region, options_.region_options);
+  guard_ = GuardedMapping(region->mapping_base(), region->mapping_bytes());
+  reader_ = std::make_unique<RegionReader>(std::move(region), options_.reader);
   registry_ = std::make_shared<prometheus::Registry>();
   self_ = std::make_unique<SelfMetrics>(*registry_);
   endpoint_ = std::make_unique<MetricsEndpoint>(*registry_);
@@ -199,6 +243,8 @@ Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
           (reader_->region().created() ? "created" : "attached") + ": " +
           std::to_string(l.region_bytes) + " bytes, " + std::to_string(l.max_slots) + " slots, " +
           std::to_string(l.max_series) + " series, " + std::to_string(l.page_count) + " pages");
+  std::lock_guard lock(mu_);
+  if (guard_.faulted()) MarkLostLocked("fault", "was truncated while being attached");
 }
 
 Gateway::~Gateway() { Stop(); }
@@ -232,9 +278,7 @@ void Gateway::ReaperLoop() {
   while (!stop_cv_.wait_for(lock, options_.reap_interval, [this] { return stopping_; })) {
     lock.unlock();
     try {
-      std::lock_guard g(mu_);
-      CheckRecreatedLocked();
-      reader_->Reap();
+      ReapNow();
     } catch (const std::exception& e) {
       LogError(std::string("reaper: ") + e.what());
     }
@@ -242,19 +286,133 @@ void Gateway::ReaperLoop() {
   }
 }
 
-void Gateway::CheckRecreatedLocked() {
+void Gateway::ReapNow() {
+  std::lock_guard g(mu_);
+  CheckRegionLocked();
+  if (lost_) return;
+  reader_->Reap();
+  if (guard_.faulted()) MarkLostLocked("fault", "was truncated under the mapping (SIGBUS)");
+}
+
+void Gateway::CheckIntactLocked() {
+  if (lost_) return;
+  std::string what;
+  const shm::Region::Integrity integrity = reader_->region().CheckIntegrity(&what);
+  if (integrity == shm::Region::Integrity::kResized) {
+    MarkLostLocked("truncated", what);
+  } else if (integrity == shm::Region::Integrity::kOverwritten) {
+    MarkLostLocked("overwritten", what);
+  } else if (guard_.faulted()) {
+    MarkLostLocked("fault", "was truncated under the mapping (SIGBUS)");
+  }
+}
+
+void Gateway::CheckRegionLocked() {
+  CheckIntactLocked();
   const ino_t now = shm::Region::CurrentInode(options_.region);
-  if (now == reader_->region().inode()) return;
-  if (now == 0) {
-    LogWarn("region \"" + options_.region +
-            "\" was removed; still serving the mapping we hold "
-            "(workers attached to it keep writing into it)");
+  if (now == reader_->region().inode()) {
+    // Intact, or lost in place: only a region created anew under the name replaces a lost one.
+    SetAttachedLocked(!lost_);
     return;
   }
-  LogWarn("region \"" + options_.region + "\" was re-created by someone else; re-attaching");
-  reader_.reset();  // releases our locks on the old object first
-  reader_ = std::make_unique<RegionReader>(shm::Region::Open(options_.region), options_.reader);
+  SetAttachedLocked(false);
+  if (now == 0) {
+    WarnOnceLocked("region \"" + options_.region + "\" was removed; " +
+                   (lost_ ? "serving the last snapshot"
+                          : "still serving the mapping we hold (workers attached to it keep "
+                            "writing into it)") +
+                   " until a region of that name is created");
+    return;
+  }
+  TryReattachLocked();
 }
+
+void Gateway::TryReattachLocked() {
+  shm::RegionOptions attach = options_.region_options;
+  attach.creator_wait = std::chrono::milliseconds(0);  // not ready yet: the next reap retries
+  std::unique_ptr<shm::Region> region;
+  try {
+    region = shm::Region::Open(options_.region, attach);
+  } catch (const shm::RegionError& e) {
+    FailedAttachLocked(shm::ReasonName(e.reason()), e.what());
+    return;
+  }
+  // Guarded before the reader's first access; destroyed before the reader if that fails.
+  std::unique_ptr<RegionReader> reader;
+  GuardedMapping guard(region->mapping_base(), region->mapping_bytes());
+  try {
+    reader = std::make_unique<RegionReader>(std::move(region), options_.reader);
+  } catch (const shm::RegionError& e) {
+    FailedAttachLocked("locked", e.what());
+    return;
+  } catch (const std::exception& e) {
+    FailedAttachLocked("other", e.what());
+    return;
+  }
+  if (guard.faulted()) {
+    FailedAttachLocked("fault",
+                       "region \"" + options_.region + "\" was truncated while being attached");
+    return;
+  }
+  guard_ = std::move(guard);  // the old mapping is unguarded from here, and never touched again
+  reader_ = std::move(reader);
+  lost_ = false;
+  frozen_families_.clear();
+  warned_.clear();
+  snapshot_ = Snapshot{};
+  snapshot_series_ = 0;
+  SetAttachedLocked(true);
+  const shm::Layout& l = reader_->region().layout();
+  LogInfo("region \"" + options_.region + "\" was re-created; attached the new one: " +
+          std::to_string(l.region_bytes) + " bytes, " + std::to_string(l.max_slots) + " slots, " +
+          std::to_string(l.max_series) + " series");
+  CollectLocked();  // a snapshot of the new region to fall back on
+}
+
+void Gateway::CollectLocked() {
+  CheckIntactLocked();
+  if (lost_) return;
+  reader_->Collect(scratch_);
+  if (guard_.faulted()) {
+    MarkLostLocked("fault", "was truncated under the mapping (SIGBUS)");  // scratch_ is dropped
+    return;
+  }
+  std::swap(snapshot_, scratch_);
+  snapshot_series_ = reader_->series().size();
+}
+
+void Gateway::MarkLostLocked(const std::string& reason, const std::string& what) {
+  if (lost_) return;
+  lost_ = true;
+  // The registry cache may have grown since snapshot_ (reaps refresh it): render only the
+  // series the snapshot holds values for.
+  frozen_families_ = reader_->families();
+  for (FamilyInfo& f : frozen_families_) {
+    std::erase_if(f.series, [this](uint32_t si) { return si >= snapshot_series_; });
+  }
+  self_->lost.Add({{"reason", reason}}).Increment();
+  SetAttachedLocked(false);
+  WarnOnceLocked("region \"" + options_.region + "\" " + what +
+                 "; no longer reading it, serving the last snapshot until a valid region of that "
+                 "name can be attached (re-create it: shmetrics-gateway --region " +
+                 options_.region + " --reset, then restart its workers)");
+}
+
+void Gateway::FailedAttachLocked(const std::string& reason, const std::string& what) {
+  self_->attach_failures.Add({{"reason", reason}}).Increment();
+  WarnOnceLocked(what + (what.ends_with('.') ? " " : ". ") + "Not attached (" + reason +
+                 "); still serving " + (lost_ ? "the last snapshot" : "the region we hold") +
+                 ", retrying every reap.");
+}
+
+void Gateway::WarnOnceLocked(const std::string& message) {
+  if (warned_.size() >= kMaxWarnings || !warned_.insert(message).second) return;
+  LogWarn(message + (warned_.size() == kMaxWarnings
+                         ? " (further region warnings suppressed until it is attached again)"
+                         : ""));
+}
+
+void Gateway::SetAttachedLocked(bool attached) { self_->attached.Set(attached ? 1 : 0); }
 
 void Gateway::UpdateSelfMetricsLocked(const Snapshot& snap) {
   SelfMetrics& m = *self_;
@@ -321,17 +479,21 @@ std::string Gateway::Render(Format format) {
   const auto start = std::chrono::steady_clock::now();
   std::string body;
   std::lock_guard lock(mu_);
-  reader_->Collect(snapshot_);
-  body.reserve(reader_->series().size() * 64 + 4096);
+  CollectLocked();
+  // Lost: the families as frozen with the last snapshot. Either way only gateway memory is read.
+  const RegistryView registry =
+      lost_ ? RegistryView(frozen_families_, reader_->series(), reader_->family_order())
+            : RegistryView(*reader_);
+  body.reserve(registry.series.size() * 64 + 4096);
   switch (format) {
     case Format::kText:
-      AppendText(*reader_, snapshot_, body);
+      AppendText(registry, snapshot_, body);
       break;
     case Format::kOpenMetrics:
-      AppendOpenMetrics(*reader_, snapshot_, body);
+      AppendOpenMetrics(registry, snapshot_, body);
       break;
     case Format::kProtobuf:
-      AppendProtobuf(*reader_, snapshot_, body);
+      AppendProtobuf(registry, snapshot_, body);
       break;
   }
   UpdateSelfMetricsLocked(snapshot_);

@@ -1,7 +1,19 @@
 // Gateway: one region served over HTTP. Wires the RegionReader (reap, fold, merge), the encoders,
 // the self-metrics registry and the HTTP server, and runs the periodic reaper.
 //
-// Thread-safety: Start/Stop from one controlling thread; RenderMetrics from any thread.
+// The region is not ours: anyone who may write it can truncate, overwrite or replace it. Before
+// each reap and scrape the gateway checks that the mapped object is intact (size, header) and
+// that the name still points at it; a SIGBUS in the mapping (a truncation racing that check) is
+// turned into zero pages by the SIGBUS guard. Once the mapping is lost the gateway never touches
+// it again and serves the last snapshot it collected (encoders read gateway memory only). A name
+// that points at another object is attached only when that object opens without blocking, is
+// trusted, sized, initialised and valid; until then every reap retries (never waiting for a
+// creator) and the gateway keeps serving what it has. Each degraded state is logged once per
+// distinct reason and shows in shmetrics_region_attached and the counters by reason.
+//
+// Thread-safety: Start/Stop from one controlling thread; RenderMetrics and ReapNow from any
+// thread. They serialise on one mutex; nothing under it waits on the region (opens are
+// non-blocking, attaching never waits for a creator).
 #pragma once
 
 #include <prometheus/counter.h>
@@ -15,14 +27,17 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "http_server.h"
 #include "metrics_endpoint.h"
 #include "negotiation.h"
 #include "region_reader.h"
 #include "shmetrics/shm/region.h"
+#include "sigbus_guard.h"
 
 namespace shmetrics::gateway {
 
@@ -52,16 +67,38 @@ class Gateway {
   HttpResponse HandleMetrics(const HttpRequestInfo& request);
   HttpResponse HandleHealth(const HttpRequestInfo& request);
 
+  // One round of the reaper (every reap_interval once started): checks the region, re-attaches
+  // a replaced one when it is valid, then reaps dead writers. Callable directly (tests).
+  void ReapNow();
+
  private:
   struct SelfMetrics;
   void ReaperLoop();
   void UpdateSelfMetricsLocked(const Snapshot& snap);
-  void CheckRecreatedLocked();
+  // Marks the region lost if its object was resized or overwritten, or faulted (every scrape).
+  void CheckIntactLocked();
+  // That, then whether the name still points at it; re-attaches if it points at a valid region.
+  void CheckRegionLocked();
+  void TryReattachLocked();
+  // Collects into snapshot_ unless the mapping turns out lost (before or during the collect).
+  void CollectLocked();
+  // From now on reader_'s mapping is not touched; renders use frozen_families_ and snapshot_.
+  void MarkLostLocked(const std::string& reason, const std::string& what);
+  void FailedAttachLocked(const std::string& reason, const std::string& what);
+  // LogWarn, once per distinct message until the region is attached again.
+  void WarnOnceLocked(const std::string& message);
+  void SetAttachedLocked(bool attached);
 
   GatewayOptions options_;
-  std::mutex mu_;  // reader_, snapshot_, self-metric syncing
-  std::unique_ptr<RegionReader> reader_;
-  Snapshot snapshot_;
+  std::mutex mu_;                         // everything below up to registry_, self-metric syncing
+  std::unique_ptr<RegionReader> reader_;  // the region served (when lost_: served last)
+  GuardedMapping guard_;  // reader_'s mapping; declared after it so it unregisters first
+  bool lost_ = false;
+  Snapshot snapshot_;  // the last good collect
+  Snapshot scratch_;   // the collect in progress: becomes snapshot_ only if the mapping held
+  size_t snapshot_series_ = 0;               // reader_->series() that snapshot_ covers
+  std::vector<FamilyInfo> frozen_families_;  // when lost_: families with snapshot_'s series only
+  std::set<std::string> warned_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<SelfMetrics> self_;
   std::unique_ptr<MetricsEndpoint> endpoint_;  // negotiation, deadline, gzip for /metrics

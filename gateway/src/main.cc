@@ -27,6 +27,9 @@ Options:
   --dead-gauge-retention SECONDS
                            how long gauges in mode `all` keep showing a dead worker (default 300)
   --threads N              HTTP io threads (default 2)
+  --group NAME             trust group NAME: accept a region owned by another user if its group
+                           is NAME and it is not world-writable; create it with that group
+                           (without it, only regions this user owns are accepted)
   --reset                  remove the region NAME and exit (stop its workers first)
   --help                   this text
 
@@ -36,12 +39,18 @@ Options used only when the gateway creates the region (workers that create it us
   --max-families N         families in the region (default 1024)
   --max-slots N            concurrent writer threads over all workers (default 256)
   --max-cells N            value cells, multiple of 512 (default 1048576)
-  --mode OCTAL             file mode of /dev/shm/NAME (default 0600; 0660 to share with a group)
+  --mode OCTAL             file mode of /dev/shm/NAME (default 0600; 0660 to share with the
+                           --group); world-writable modes and setuid/setgid/sticky bits are refused
 
 Endpoints: GET /metrics, GET /healthz. /metrics serves text 0.0.4, OpenMetrics 1.0 or protobuf
 (with native histograms) as the Accept header asks, gzip when Accept-Encoding allows;
 ?format=text|openmetrics|protobuf overrides Accept.
+A region is refused when another user could write it: world-writable, or owned by another user
+and not in the --group. A region replaced or truncated under the running gateway is re-attached
+once it is valid; until then the last good state is served (shmetrics_region_attached is 0).
 Exit status: 0 on SIGINT/SIGTERM, 2 on bad usage, 1 when the region or the address fails.
+With --reset: 0 when the region was removed or there was none ("no region named NAME"), 1 when
+it cannot be removed (e.g. permission denied: only its owner or root may remove it).
 )";
 
 [[noreturn]] void Usage(const std::string& error) {
@@ -121,7 +130,19 @@ int main(int argc, char** argv) {
     } else if (arg == "--max-cells") {
       options.region_options.max_cells = static_cast<uint32_t>(ParseNumber(arg, value()));
     } else if (arg == "--mode") {
-      options.region_options.mode = static_cast<mode_t>(ParseNumber(arg, value(), 8));
+      const std::string_view text = value();
+      const uint64_t mode = ParseNumber(arg, text, 8);
+      if (mode > 07777) Usage("--mode '" + std::string(text) + "' is not a file mode");
+      if (std::string problem = shm::ModeProblem(static_cast<mode_t>(mode)); !problem.empty())
+        Usage("--mode: " + problem);
+      options.region_options.mode = static_cast<mode_t>(mode);
+    } else if (arg == "--group") {
+      options.region_options.group = value();
+      try {
+        shm::ResolveGroup(options.region_options.group);
+      } catch (const shm::RegionError& e) {
+        Usage(std::string("--group: ") + e.what());
+      }
     } else if (arg == "--reset") {
       reset = true;
     } else {
@@ -132,6 +153,7 @@ int main(int argc, char** argv) {
 
   try {
     if (reset) {
+      // Only ENOENT means "none"; anything else (EACCES, EPERM) throws and exits 1 below.
       const bool removed = shm::Region::Remove(options.region);
       std::cout << (removed ? "removed region " : "no region named ") << options.region << "\n";
       return 0;

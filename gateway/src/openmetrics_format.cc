@@ -148,11 +148,11 @@ void AppendHistogram(std::string& out, std::string_view name, std::string_view l
 
 }  // namespace
 
-void AppendOpenMetrics(const RegionReader& reader, const Snapshot& snap, std::string& out) {
-  const auto& families = reader.families();
-  const auto& series = reader.series();
+void AppendOpenMetrics(const RegistryView& registry, const Snapshot& snap, std::string& out) {
+  const auto& families = registry.families;
+  const auto& series = registry.series;
   std::string pid_value;
-  for (uint32_t fi : reader.family_order()) {
+  for (uint32_t fi : registry.family_order) {
     const FamilyInfo& f = families[fi];
     if (f.series.empty()) continue;
     const shm::FamilyView& fv = f.view;

@@ -1,6 +1,6 @@
 // OpenMetrics 1.0 text encoder (application/openmetrics-text; version=1.0.0), from the same data
-// the text 0.0.4 encoder reads: RegionReader's families()/series()/family_order() and a Snapshot,
-// then the prometheus-cpp self-metric families, then `# EOF`.
+// the text 0.0.4 encoder reads: a RegistryView (the reader's decoded families and series) and a
+// Snapshot, then the prometheus-cpp self-metric families, then `# EOF`.
 //
 // What differs from text 0.0.4, per the OpenMetrics spec and the strict parser in
 // python3-prometheus-client (prometheus_client.openmetrics.parser), which the tests run:
@@ -32,12 +32,12 @@
 #include <string_view>
 #include <vector>
 
-#include "region_reader.h"
+#include "registry_view.h"
 
 namespace shmetrics::gateway {
 
 // Appends the region's families (families without series are left out, as in text 0.0.4).
-void AppendOpenMetrics(const RegionReader& reader, const Snapshot& snapshot, std::string& out);
+void AppendOpenMetrics(const RegistryView& registry, const Snapshot& snapshot, std::string& out);
 // Appends prometheus-cpp families (the gateway's self-metrics; counters named `..._total`).
 void AppendOpenMetrics(const std::vector<prometheus::MetricFamily>& families, std::string& out);
 // The mandatory last line.

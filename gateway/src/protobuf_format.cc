@@ -170,13 +170,13 @@ void FillBucketExemplars(pb::Histogram* h, size_t finite, const std::vector<Exem
 
 }  // namespace
 
-void AppendProtobuf(const RegionReader& reader, const Snapshot& snap, std::string& out) {
-  const auto& families = reader.families();
-  const auto& series = reader.series();
+void AppendProtobuf(const RegistryView& registry, const Snapshot& snap, std::string& out) {
+  const auto& families = registry.families;
+  const auto& series = registry.series;
   // One message reused for every family: Clear() keeps the sub-messages and strings it allocated,
   // so after the first families encoding allocates almost nothing.
   pb::MetricFamily mf;
-  for (uint32_t fi : reader.family_order()) {
+  for (uint32_t fi : registry.family_order) {
     const FamilyInfo& f = families[fi];
     if (f.series.empty()) continue;
     const shm::FamilyView& fv = f.view;

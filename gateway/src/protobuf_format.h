@@ -1,7 +1,7 @@
 // Protobuf delimited encoder (application/vnd.google.protobuf;
 // proto=io.prometheus.client.MetricFamily; encoding=delimited): one [uvarint length][MetricFamily]
 // record per family, the framing of Go's pbutil.WriteDelimited, from the same data the text
-// encoders read (RegionReader families()/series()/family_order() + Snapshot).
+// encoders read (a RegistryView + Snapshot).
 //
 // Mapping (proto/metrics.proto):
 //  - MetricFamily.name is the series name: a counter's includes `_total` (Prometheus adds no
@@ -24,12 +24,12 @@
 #include <string>
 #include <vector>
 
-#include "region_reader.h"
+#include "registry_view.h"
 
 namespace shmetrics::gateway {
 
 // Appends the region's families (families without series are left out).
-void AppendProtobuf(const RegionReader& reader, const Snapshot& snapshot, std::string& out);
+void AppendProtobuf(const RegistryView& registry, const Snapshot& snapshot, std::string& out);
 // Appends prometheus-cpp families (the gateway's self-metrics).
 void AppendProtobuf(const std::vector<prometheus::MetricFamily>& families, std::string& out);
 

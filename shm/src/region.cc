@@ -1,24 +1,37 @@
+// Region: the POSIX shared-memory object behind a region, with plain shm_open / fstat /
+// ftruncate / posix_fallocate / mmap so that every open flag and check is ours (see region.h for
+// the attach rule).
+//
+// Invariants:
+//  - A created object gets its group (fchown) and exact mode (fchmod) before it is sized: an
+//    attacher that sees a size sees the final owner and mode.
+//  - An existing object is never mapped before it is known to be a trusted regular file with a
+//    valid header, and that header is read with pread, not through the mapping.
 #include "shmetrics/shm/region.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <boost/interprocess/mapped_region.hpp>
-#include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace shmetrics::shm {
-namespace bip = boost::interprocess;
 namespace {
 
 constexpr uint64_t kMaxRegionBytes = 1ull << 40;
-constexpr std::chrono::seconds kCreatorWait{5};
+// Where glibc keeps POSIX shared-memory objects on Linux (a fixed path since glibc 2.34).
+constexpr const char* kShmDir = "/dev/shm/";
 
 uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -49,13 +62,152 @@ void CheckName(const std::string& name) {
   }
 }
 
-uint64_t FileSize(int fd) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return 0;
-  return static_cast<uint64_t>(st.st_size);
+using Reason = RegionError::Reason;
+
+std::string Octal(mode_t mode) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode));
+  return buf;
+}
+
+const char* FileTypeName(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
+// Buffer size for the *_r lookups: the system's hint, grown on ERANGE.
+size_t LookupBufferSize(int which) {
+  const long hint = ::sysconf(which);
+  return hint > 0 ? static_cast<size_t>(hint) : 1024;
+}
+
+// "uid 65534 (nobody)", or "uid 65534" when the user database has no name for it.
+std::string DescribeUid(uid_t uid) {
+  std::string out = "uid " + std::to_string(uid);
+  std::vector<char> buf(LookupBufferSize(_SC_GETPW_R_SIZE_MAX));
+  struct passwd pw {
+  }, *found = nullptr;
+  int rc;
+  while ((rc = ::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found)) == ERANGE &&
+         buf.size() < (1u << 20)) {
+    buf.resize(buf.size() * 2);
+  }
+  if (rc == 0 && found != nullptr) out += std::string(" (") + found->pw_name + ")";
+  return out;
+}
+
+std::string DescribeGid(gid_t gid) {
+  std::string out = "gid " + std::to_string(gid);
+  std::vector<char> buf(LookupBufferSize(_SC_GETGR_R_SIZE_MAX));
+  struct group gr {
+  }, *found = nullptr;
+  int rc;
+  while ((rc = ::getgrgid_r(gid, &gr, buf.data(), buf.size(), &found)) == ERANGE &&
+         buf.size() < (1u << 20)) {
+    buf.resize(buf.size() * 2);
+  }
+  if (rc == 0 && found != nullptr) out += std::string(" (") + found->gr_name + ")";
+  return out;
+}
+
+std::string Who(const std::string& name) { return "region \"" + name + "\": "; }
+
+// Owns a descriptor until released: every early throw closes it.
+struct FdGuard {
+  int fd;
+  ~FdGuard() {
+    if (fd >= 0) ::close(fd);
+  }
+  int release() { return std::exchange(fd, -1); }
+};
+
+// The attach rule (region.h): throws Reason::kUntrusted, saying whose it is and what to do.
+void CheckTrusted(const struct stat& st, const std::string& name,
+                  const std::optional<gid_t>& trusted_gid, const std::string& group) {
+  const uid_t self = ::geteuid();
+  const bool world_writable = (st.st_mode & S_IWOTH) != 0;
+  const bool ours = st.st_uid == self;
+  const bool trusted_group = trusted_gid && st.st_gid == *trusted_gid;
+  if (!world_writable && (ours || trusted_group)) return;
+  std::string why;
+  if (world_writable) why = "its mode " + Octal(st.st_mode & 07777) + " lets every user write it";
+  if (!ours && !trusted_group) {
+    if (!why.empty()) why += ", and ";
+    why += "another user owns it and ";
+    why += trusted_gid ? "its group is not the trusted group " + group : "no group is trusted";
+  }
+  throw RegionError(
+      Who(name) + "refusing " + kShmDir + name + ": it is owned by " + DescribeUid(st.st_uid) +
+          ", group " + DescribeGid(st.st_gid) + ", mode " + Octal(st.st_mode & 07777) +
+          "; this process runs as " + DescribeUid(self) + ": " + why +
+          ". Another local user may have created it to read or forge these metrics. Remove it "
+          "(as its owner or root: shmetrics-gateway --region " +
+          name +
+          " --reset) and restart; to share a region between users on purpose, create it with "
+          "a group and mode 0660 and trust that group (shmetrics-gateway --group NAME, "
+          "RegionOptions::group).",
+      Reason::kUntrusted);
 }
 
 }  // namespace
+
+const char* ReasonName(RegionError::Reason reason) {
+  switch (reason) {
+    case Reason::kNotFound:
+      return "not_found";
+    case Reason::kAccess:
+      return "access";
+    case Reason::kNotRegular:
+      return "not_regular";
+    case Reason::kUntrusted:
+      return "untrusted";
+    case Reason::kNotReady:
+      return "not_ready";
+    case Reason::kInvalid:
+      return "invalid";
+    case Reason::kOther:
+      break;
+  }
+  return "other";
+}
+
+std::string ModeProblem(mode_t mode) {
+  if ((mode & ~mode_t{0777}) != 0) {
+    return "mode " + Octal(mode) +
+           " has bits above 0777 (setuid, setgid or sticky, or not a mode at all); a region's "
+           "mode is read/write bits only, e.g. 0600 or 0660";
+  }
+  if ((mode & S_IWOTH) != 0) {
+    return "mode " + Octal(mode) +
+           " lets every user write the region (o+w): any local user could forge or corrupt the "
+           "metrics; use 0600, or 0660 with a trusted group";
+  }
+  return {};
+}
+
+gid_t ResolveGroup(const std::string& name) {
+  std::vector<char> buf(LookupBufferSize(_SC_GETGR_R_SIZE_MAX));
+  struct group gr {
+  }, *found = nullptr;
+  int rc;
+  while ((rc = ::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found)) == ERANGE &&
+         buf.size() < (1u << 20)) {
+    buf.resize(buf.size() * 2);
+  }
+  if (rc != 0) {
+    throw RegionError("cannot look up group \"" + name + "\": " + Errno(rc));
+  }
+  if (found == nullptr) {
+    throw RegionError("unknown group \"" + name +
+                      "\" (the trusted region group): no such group in the group database");
+  }
+  return found->gr_gid;
+}
 
 Layout ComputeLayout(const RegionOptions& o) {
   auto fail = [&](const std::string& what) { throw RegionError("region options: " + what); };
@@ -113,17 +265,22 @@ Layout ComputeLayout(const RegionOptions& o) {
 Layout ValidateHeader(const RegionHeader& h, uint64_t actual_bytes, std::string_view name) {
   const std::string who = "region \"" + std::string(name) + "\": ";
   if (h.magic != kMagic) {
-    throw RegionError(who + "not a shmetrics region (bad magic); remove it or use another name");
+    throw RegionError(who + "not a shmetrics region (bad magic); remove it or use another name",
+                      Reason::kInvalid);
   }
   if (h.layout_version != kLayoutVersion) {
     throw RegionError(who + "layout version " + std::to_string(h.layout_version) +
-                      ", this build reads version " + std::to_string(kLayoutVersion) +
-                      "; stop its writers and re-create it (shmetrics-gateway --reset)");
+                          ", this build reads version " + std::to_string(kLayoutVersion) +
+                          "; stop its writers and re-create it (shmetrics-gateway --reset)",
+                      Reason::kInvalid);
   }
-  if (h.header_bytes != sizeof(RegionHeader)) throw RegionError(who + "header size mismatch");
+  if (h.header_bytes != sizeof(RegionHeader)) {
+    throw RegionError(who + "header size mismatch", Reason::kInvalid);
+  }
   if (h.region_bytes != actual_bytes) {
     throw RegionError(who + "header says " + std::to_string(h.region_bytes) +
-                      " bytes but the object has " + std::to_string(actual_bytes));
+                          " bytes but the object has " + std::to_string(actual_bytes),
+                      Reason::kInvalid);
   }
   RegionOptions o;
   o.size_bytes = h.region_bytes;
@@ -136,174 +293,278 @@ Layout ValidateHeader(const RegionHeader& h, uint64_t actual_bytes, std::string_
   try {
     l = ComputeLayout(o);
   } catch (const RegionError& e) {
-    throw RegionError(who + "corrupt capacities: " + e.what());
+    throw RegionError(who + "corrupt capacities: " + e.what(), Reason::kInvalid);
   }
   const bool same = l.pages_per_slot == h.pages_per_slot && l.page_count == h.page_count &&
                     l.hash_buckets == h.hash_buckets && l.families_offset == h.families_offset &&
                     l.series_offset == h.series_offset && l.hash_offset == h.hash_offset &&
                     l.strings_offset == h.strings_offset && l.slots_offset == h.slots_offset &&
                     l.directory_offset == h.directory_offset && l.pages_offset == h.pages_offset;
-  if (!same) throw RegionError(who + "corrupt header: section offsets do not match capacities");
+  if (!same) {
+    throw RegionError(who + "corrupt header: section offsets do not match capacities",
+                      Reason::kInvalid);
+  }
   return l;
 }
-
-struct Region::Handles {
-  bip::shared_memory_object shm;
-  bip::mapped_region mapping;
-};
 
 std::unique_ptr<Region> Region::OpenOrCreate(const std::string& name,
                                              const RegionOptions& options) {
   CheckName(name);
   ComputeLayout(options);  // fail on bad options before touching the system
-  // create_only is O_CREAT|O_EXCL: it decides who initialises; everyone else waits for `ready`.
-  auto handles = std::make_unique<Handles>();
-  try {
-    handles->shm = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write,
-                                             bip::permissions(options.mode));
-  } catch (const bip::interprocess_exception& e) {
-    if (e.get_error_code() != bip::already_exists_error) {
-      throw RegionError("region \"" + name + "\": cannot create /dev/shm/" + name + ": " +
-                        e.what());
-    }
-    return Open(name);
+  if (std::string problem = ModeProblem(options.mode); !problem.empty()) {
+    throw RegionError("region options: " + problem);
   }
-  return Map(name, std::move(handles), true, &options);
+  if (!options.group.empty()) ResolveGroup(options.group);  // an unknown group creates nothing
+  // O_EXCL decides who initialises; everyone else attaches and waits for `ready`. The name may
+  // vanish between the two (a --reset): then try to create it again.
+  for (int attempt = 0;; ++attempt) {
+    const int fd =
+        ::shm_open(("/" + name).c_str(),
+                   O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, options.mode);
+    if (fd >= 0) return Attach(name, fd, true, options);
+    const int err = errno;
+    if (err != EEXIST) {
+      throw RegionError(Who(name) + "cannot create " + kShmDir + name + ": " + Errno(err),
+                        err == EACCES || err == EPERM ? Reason::kAccess : Reason::kOther);
+    }
+    try {
+      return Open(name, options);
+    } catch (const RegionError& e) {
+      if (e.reason() != Reason::kNotFound || attempt >= 3) throw;
+    }
+  }
 }
 
-std::unique_ptr<Region> Region::Open(const std::string& name) {
+std::unique_ptr<Region> Region::Open(const std::string& name, const RegionOptions& options) {
   CheckName(name);
-  auto handles = std::make_unique<Handles>();
-  try {
-    handles->shm = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
-  } catch (const bip::interprocess_exception& e) {
-    throw RegionError("region \"" + name + "\": cannot open /dev/shm/" + name + ": " + e.what());
+  const std::string path = kShmDir + name;
+  // Not even opened when it is no regular file (a device's open may act); fstat in Attach is the
+  // authoritative check, and the open flags keep the race harmless: nothing blocks or follows.
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    throw RegionError(Who(name) + path + " is " + FileTypeName(st.st_mode) +
+                          ", not a regular file; refusing it (remove it or use another name)",
+                      Reason::kNotRegular);
   }
-  return Map(name, std::move(handles), false, nullptr);
+  const int fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+  if (fd < 0) {
+    const int err = errno;
+    const Reason reason = err == ENOENT                   ? Reason::kNotFound
+                          : err == EACCES || err == EPERM ? Reason::kAccess
+                          : err == ELOOP                  ? Reason::kNotRegular
+                                                          : Reason::kOther;
+    throw RegionError(Who(name) + "cannot open " + path + ": " + Errno(err), reason);
+  }
+  return Attach(name, fd, false, options);
 }
 
 bool Region::Remove(const std::string& name) {
   CheckName(name);
-  return bip::shared_memory_object::remove(name.c_str());
+  if (::shm_unlink(("/" + name).c_str()) == 0) return true;
+  const int err = errno;
+  if (err == ENOENT) return false;
+  const std::string path = kShmDir + name;
+  std::string hint;
+  struct stat st {};
+  if ((err == EACCES || err == EPERM) && ::lstat(path.c_str(), &st) == 0) {
+    hint = " (it is owned by " + DescribeUid(st.st_uid) + " and this process runs as " +
+           DescribeUid(::geteuid()) + "; in the sticky " + kShmDir +
+           " only the owner or root may remove it)";
+  }
+  throw RegionError(Who(name) + "cannot remove " + path + ": " + Errno(err) + hint,
+                    err == EACCES || err == EPERM ? Reason::kAccess : Reason::kOther);
 }
 
 ino_t Region::CurrentInode(const std::string& name) {
-  int fd = ::shm_open(("/" + name).c_str(), O_RDONLY | O_CLOEXEC, 0);
-  if (fd < 0) return 0;
   struct stat st {};
-  const int rc = ::fstat(fd, &st);
-  ::close(fd);
-  return rc == 0 ? st.st_ino : 0;
+  if (::lstat((kShmDir + name).c_str(), &st) != 0) return 0;
+  return st.st_ino;
 }
 
-std::unique_ptr<Region> Region::Map(const std::string& name, std::unique_ptr<Handles> handles,
-                                    bool created, const RegionOptions* init) {
-  const std::string who = "region \"" + name + "\": ";
-  const int fd = handles->shm.get_mapping_handle().handle;
-  ::fcntl(fd, F_SETFD, FD_CLOEXEC);  // a worker that execs must not keep the region open
-  auto fail = [&](const std::string& what, int err) -> std::unique_ptr<Region> {
-    const std::string msg = who + what + (err ? std::string(": ") + Errno(err) : "");
-    if (created) bip::shared_memory_object::remove(name.c_str());
-    throw RegionError(msg);
+namespace {
+
+// A copy of the header through the descriptor: never through the mapping, which faults if the
+// object shrinks under it. False on a short read (the object is smaller than a header).
+bool ReadHeader(int fd, RegionHeader& out) {
+  return ::pread(fd, &out, sizeof out, 0) == static_cast<ssize_t>(sizeof out);
+}
+
+}  // namespace
+
+std::unique_ptr<Region> Region::Attach(const std::string& name, int raw_fd, bool created,
+                                       const RegionOptions& options) {
+  FdGuard fd{raw_fd};
+  const std::string who = Who(name);
+  const std::string path = kShmDir + name;
+  auto fail = [&](const std::string& what, int err, Reason reason) {
+    if (created) ::shm_unlink(("/" + name).c_str());
+    throw RegionError(who + what + (err ? std::string(": ") + Errno(err) : ""), reason);
   };
+  // For a failed system call: errno before anything (building the message) can change it.
+  auto fail_errno = [&](const char* what, Reason reason) {
+    const int err = errno;
+    fail(what, err, reason);
+  };
+  struct stat st {};
+  if (::fstat(fd.fd, &st) != 0) fail_errno("cannot stat it", Reason::kOther);
+  if (!S_ISREG(st.st_mode)) {
+    fail(path + " is " + FileTypeName(st.st_mode) +
+             ", not a regular file; refusing it (remove it or use another name)",
+         0, Reason::kNotRegular);
+  }
+  std::optional<gid_t> trusted_gid;
+  try {
+    if (!options.group.empty()) trusted_gid = ResolveGroup(options.group);
+  } catch (const RegionError& e) {
+    fail(e.what(), 0, Reason::kOther);
+  }
 
   uint64_t bytes = 0;
+  Layout layout;
+  RegionHeader existing{};
   if (created) {
-    bytes = init->size_bytes;
-    try {
-      handles->shm.truncate(static_cast<bip::offset_t>(bytes));
-    } catch (const bip::interprocess_exception& e) {
-      return fail(std::string("cannot size to ") + std::to_string(bytes) + " bytes: " + e.what(),
-                  0);
+    // Group and mode before the size: whoever sees a size sees the final owner and mode.
+    if (trusted_gid && ::fchown(fd.fd, static_cast<uid_t>(-1), *trusted_gid) != 0) {
+      const int err = errno;
+      fail("cannot give " + path + " to group " + options.group +
+               " (the creating user must be a member of it)",
+           err, Reason::kAccess);
+    }
+    if (::fchmod(fd.fd, options.mode) != 0) {
+      const int err = errno;
+      fail("cannot set mode " + Octal(options.mode) + " on " + path, err, Reason::kAccess);
+    }
+    bytes = options.size_bytes;
+    layout = ComputeLayout(options);
+    if (::ftruncate(fd.fd, static_cast<off_t>(bytes)) != 0) {
+      const int err = errno;
+      fail("cannot size to " + std::to_string(bytes) + " bytes", err, Reason::kOther);
     }
     // Reserve every page now: a full /dev/shm must fail here, not as SIGBUS in a worker.
-    if (int err = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)); err != 0) {
-      return fail("cannot reserve " + std::to_string(bytes) + " bytes in /dev/shm (is it too " +
-                      "small? see README \"Sizing the region\")",
-                  err);
+    if (int err = ::posix_fallocate(fd.fd, 0, static_cast<off_t>(bytes)); err != 0) {
+      fail("cannot reserve " + std::to_string(bytes) + " bytes in /dev/shm (is it too " +
+               "small? see README \"Sizing the region\")",
+           err, Reason::kOther);
     }
   } else {
-    // The creator may still be sizing it.
-    const auto deadline = std::chrono::steady_clock::now() + kCreatorWait;
-    while ((bytes = FileSize(fd)) < sizeof(RegionHeader)) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        return fail(
-            "exists but was never sized (its creator died?); remove it with "
-            "shmetrics-gateway --region " +
-                name + " --reset",
-            0);
+    // A concurrent creator may still be sizing or initialising it.
+    const auto deadline = std::chrono::steady_clock::now() + options.creator_wait;
+    for (;;) {
+      if (::fstat(fd.fd, &st) != 0) fail_errno("cannot stat it", Reason::kOther);
+      // Removed meanwhile (a --reset, or a creator that failed): nobody will finish this one.
+      if (st.st_nlink == 0) fail("was removed while being attached", 0, Reason::kNotFound);
+      const bool sized = static_cast<uint64_t>(st.st_size) >= sizeof(RegionHeader);
+      // Once sized, owner and mode are final (see the invariants above).
+      if (sized) CheckTrusted(st, name, trusted_gid, options.group);
+      if (sized && ReadHeader(fd.fd, existing)) {
+        // A creator writes the magic before `ready`; anything else there is not a region.
+        if (existing.magic != 0 && existing.magic != kMagic) {
+          fail("not a shmetrics region (bad magic); remove it or use another name", 0,
+               Reason::kInvalid);
+        }
+        if (existing.ready.load(std::memory_order_relaxed) == kReadyValue) {
+          // Read again: fields the creator wrote before `ready` may postdate the first copy.
+          if (::fstat(fd.fd, &st) != 0 || !ReadHeader(fd.fd, existing)) {
+            fail("shrank while being attached", 0, Reason::kNotReady);
+          }
+          break;
+        }
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        if (!sized) CheckTrusted(st, name, trusted_gid, options.group);
+        // Not ours to repair: report it and let the operator decide.
+        fail(std::string(sized ? "exists but is not initialised" : "exists but was never sized") +
+                 " (its creator is still at it, or died doing it); if it stays so, remove it "
+                 "with shmetrics-gateway --region " +
+                 name + " --reset",
+             0, Reason::kNotReady);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
+    bytes = static_cast<uint64_t>(st.st_size);
+    layout = ValidateHeader(existing, bytes, name);
   }
 
-  try {
-    handles->mapping = bip::mapped_region(handles->shm, bip::read_write, 0, bytes);
-  } catch (const bip::interprocess_exception& e) {
-    return fail(std::string("cannot map ") + std::to_string(bytes) + " bytes: " + e.what(), 0);
+  void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.fd, 0);
+  if (base == MAP_FAILED) {
+    const int err = errno;
+    fail("cannot map " + std::to_string(bytes) + " bytes", err, Reason::kOther);
   }
-
   std::unique_ptr<Region> r(new Region());
   r->name_ = name;
-  r->base_ = static_cast<char*>(handles->mapping.get_address());
-  r->fd_ = fd;
-  r->handles_ = std::move(handles);
+  r->base_ = static_cast<char*>(base);
+  r->mapped_bytes_ = bytes;
+  r->fd_ = fd.release();
   r->created_ = created;
-  struct stat st {};
-  if (::fstat(fd, &st) == 0) r->inode_ = st.st_ino;
-  auto& h = r->header();
+  r->inode_ = st.st_ino;
+  r->layout_ = layout;
 
-  if (created) {
-    const Layout l = ComputeLayout(*init);
-    // The object is fresh and zero-filled: only non-zero fields need writing.
-    h.magic = kMagic;
-    h.layout_version = kLayoutVersion;
-    h.header_bytes = sizeof(RegionHeader);
-    h.region_bytes = l.region_bytes;
-    std::random_device rd;
-    h.generation = (uint64_t{rd()} << 32 | rd()) ^ NowUnixNs();
-    h.created_unix_ns = NowUnixNs();
-    h.max_families = l.max_families;
-    h.max_series = l.max_series;
-    h.max_slots = l.max_slots;
-    h.max_cells = l.max_cells;
-    h.pages_per_slot = l.pages_per_slot;
-    h.page_count = l.page_count;
-    h.hash_buckets = l.hash_buckets;
-    h.string_bytes = l.string_bytes;
-    h.families_offset = l.families_offset;
-    h.series_offset = l.series_offset;
-    h.hash_offset = l.hash_offset;
-    h.strings_offset = l.strings_offset;
-    h.slots_offset = l.slots_offset;
-    h.directory_offset = l.directory_offset;
-    h.pages_offset = l.pages_offset;
-    h.cells_used.store(kSystemCells, std::memory_order_relaxed);
-    h.pages_used.store(1, std::memory_order_relaxed);  // page 0 is kNoPage
-    h.ready.store(kReadyValue, std::memory_order_release);
-    r->layout_ = l;
-  } else {
-    const auto deadline = std::chrono::steady_clock::now() + kCreatorWait;
-    while (h.ready.load(std::memory_order_acquire) != kReadyValue) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        // Not ours to repair: report it and let the operator decide.
-        const bool magic_ok = h.magic == kMagic;
-        throw RegionError(who + (magic_ok ? "was never finished by its creator (it died while "
-                                            "initialising); remove it with shmetrics-gateway "
-                                            "--region " +
-                                                name + " --reset"
-                                          : "is not a shmetrics region (bad magic); remove it or "
-                                            "use another name"));
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    r->layout_ = ValidateHeader(h, bytes, name);
+  if (!created) {
+    r->generation_ = existing.generation;
+    return r;
   }
+  // The object is fresh and zero-filled: only non-zero fields need writing.
+  const Layout& l = layout;
+  RegionHeader& h = r->header();
+  h.magic = kMagic;
+  h.layout_version = kLayoutVersion;
+  h.header_bytes = sizeof(RegionHeader);
+  h.region_bytes = l.region_bytes;
+  std::random_device rd;
+  h.generation = (uint64_t{rd()} << 32 | rd()) ^ NowUnixNs();
+  h.created_unix_ns = NowUnixNs();
+  h.max_families = l.max_families;
+  h.max_series = l.max_series;
+  h.max_slots = l.max_slots;
+  h.max_cells = l.max_cells;
+  h.pages_per_slot = l.pages_per_slot;
+  h.page_count = l.page_count;
+  h.hash_buckets = l.hash_buckets;
+  h.string_bytes = l.string_bytes;
+  h.families_offset = l.families_offset;
+  h.series_offset = l.series_offset;
+  h.hash_offset = l.hash_offset;
+  h.strings_offset = l.strings_offset;
+  h.slots_offset = l.slots_offset;
+  h.directory_offset = l.directory_offset;
+  h.pages_offset = l.pages_offset;
+  h.cells_used.store(kSystemCells, std::memory_order_relaxed);
+  h.pages_used.store(1, std::memory_order_relaxed);  // page 0 is kNoPage
+  h.ready.store(kReadyValue, std::memory_order_release);
   r->generation_ = h.generation;
   return r;
 }
 
-Region::~Region() = default;
+Region::Integrity Region::CheckIntegrity(std::string* what) const {
+  auto say = [&](Integrity result, const std::string& text) {
+    if (what != nullptr) *what = text;
+    return result;
+  };
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) {
+    return say(Integrity::kResized, "cannot stat the region's object: " + Errno(errno));
+  }
+  const auto bytes = static_cast<uint64_t>(st.st_size);
+  if (bytes != layout_.region_bytes) {
+    return say(Integrity::kResized,
+               std::string(bytes < layout_.region_bytes ? "was truncated" : "was resized") +
+                   " under the mapping: the object has " + std::to_string(bytes) +
+                   " bytes, the region " + std::to_string(layout_.region_bytes));
+  }
+  const RegionHeader& h = header();
+  if (h.magic != kMagic || h.ready.load(std::memory_order_acquire) != kReadyValue ||
+      h.generation != generation_) {
+    return say(Integrity::kOverwritten,
+               "had its header overwritten in place (bad magic, not ready or another "
+               "generation)");
+  }
+  return say(Integrity::kIntact, {});
+}
+
+Region::~Region() {
+  if (base_ != nullptr) ::munmap(base_, mapped_bytes_);
+  if (fd_ >= 0) ::close(fd_);
+}
 
 FamilyRecord* Region::family(uint32_t i) const {
   if (i >= layout_.max_families) return nullptr;

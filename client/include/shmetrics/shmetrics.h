@@ -264,7 +264,10 @@ class Client {
  public:
   // The process-wide attachment to `region`, created on first call (the region too, with
   // `options`, if no gateway has created it yet). Later calls return the same object; `options`
-  // only matter to whoever creates the region. Throws RegionError.
+  // only matter to whoever creates the region, except `group` and `creator_wait`: a region
+  // another user owns is attached only if its group is `options.group` (and it is not
+  // world-writable; see README "Permissions"). Throws RegionError, naming owner and mode when it
+  // refuses one.
   static Client& Attach(const std::string& region, const RegionOptions& options = {});
 
   const shm::Region& region() const { return *region_; }

@@ -5,11 +5,22 @@
 // result into this process (`layout()`): every later bounds check uses that private copy, so a
 // process that scribbles on the shared header cannot move another process's bounds.
 //
+// Attach also decides whether the object may be trusted at all (README "Permissions"):
+//  - /dev/shm/NAME is opened with O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC: a FIFO or device put in its
+//    place cannot block us, a symbolic link is never followed; anything but a regular file is
+//    refused before it is sized or mapped.
+//  - A region another user could write into is refused: one that is world-writable (S_IWOTH), or
+//    one owned by another uid unless its group is the trusted `RegionOptions::group`. A region our
+//    own euid owns is accepted whatever its group. Root is not special.
+//  - The header of an existing region is read with pread() and validated before the mapping is
+//    touched, so a region truncated while we attach cannot fault inside Open.
+//
 // Thread-safety: a Region is immutable after construction and may be used from any thread.
 #pragma once
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -21,11 +32,29 @@
 namespace shmetrics::shm {
 
 // Thrown by attach/create: names the region and says what is wrong, with errno text where the
-// operating system said no.
+// operating system said no. `reason()` classifies it for callers that count failures (the gateway
+// re-attaching a replaced region).
 class RegionError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  enum class Reason {
+    kOther,
+    kNotFound,    // no object of that name
+    kAccess,      // the operating system refused to open or remove it (EACCES, EPERM)
+    kNotRegular,  // a FIFO, directory, device or symbolic link in the region's place
+    kUntrusted,   // owner or mode let another user write it (see the attach rule above)
+    kNotReady,    // not sized or not initialised (yet): a creator is busy, or died doing it
+    kInvalid,     // sized and initialised, but not a region this build can read
+  };
+  explicit RegionError(const std::string& what, Reason reason = Reason::kOther)
+      : std::runtime_error(what), reason_(reason) {}
+  Reason reason() const { return reason_; }
+
+ private:
+  Reason reason_;
 };
+
+// "not_found", "access", "not_regular", "untrusted", "not_ready", "invalid", "other": label values.
+const char* ReasonName(RegionError::Reason reason);
 
 struct RegionOptions {
   // The region never grows; it is reserved in full (posix_fallocate) at creation so that a full
@@ -37,8 +66,25 @@ struct RegionOptions {
   uint32_t max_slots = 256;       // concurrent writer threads over all worker processes
   uint32_t max_cells = 1u << 20;  // cell index space (a counter series takes 1, histograms n+2)
   uint32_t string_bytes = 4u << 20;
+  // The file mode of a region we create, set with fchmod (exact, whatever the umask). At most
+  // 0777 and never world-writable: see ModeProblem.
   mode_t mode = 0600;  // 0660 lets a group (app servers + gateway) share the region
+  // The trusted group, by name (empty: none). Attach accepts a region another user owns only if
+  // its group is this one and it is not world-writable; a region we create is given this group
+  // (fchown: the creating user must be a member), so with mode 0660 the group shares it.
+  std::string group;
+  // How long attaching waits for a concurrent creator to size and initialise the region. Zero:
+  // fail at once with Reason::kNotReady (the gateway re-attaching retries on its next reap
+  // instead of stalling scrapes).
+  std::chrono::milliseconds creator_wait{5000};
 };
+
+// Why `mode` may not be a region's mode (empty when it may): bits above 0777 (setuid, setgid,
+// sticky) or write permission for others.
+std::string ModeProblem(mode_t mode);
+
+// The gid of group `name` (getgrnam_r); throws RegionError naming the group when there is none.
+gid_t ResolveGroup(const std::string& name);
 
 // Where each section starts, derived from the capacities alone.
 struct Layout {
@@ -65,9 +111,11 @@ class Region {
   // concurrent creator to finish initialising.
   static std::unique_ptr<Region> OpenOrCreate(const std::string& name,
                                               const RegionOptions& options = {});
-  // Attaches to an existing region; throws if there is none.
-  static std::unique_ptr<Region> Open(const std::string& name);
-  // Removes the name (existing mappings stay valid). Returns false if there was none.
+  // Attaches to an existing region; throws if there is none. Of `options` only the attach
+  // policy is used: `group` and `creator_wait`.
+  static std::unique_ptr<Region> Open(const std::string& name, const RegionOptions& options = {});
+  // Removes the name (existing mappings stay valid). Returns false if there was none; throws
+  // RegionError (Reason::kAccess, with errno text) when it exists but may not be removed.
   static bool Remove(const std::string& name);
 
   ~Region();
@@ -98,20 +146,33 @@ class Region {
 
   // The inode of the mapped object, to notice that the name now points at a re-created region.
   ino_t inode() const { return inode_; }
-  // The inode the name points at now, or 0 if the name is gone.
+  // The inode the name points at now (lstat: opens nothing, follows no link, never blocks), or 0
+  // if the name is gone.
   static ino_t CurrentInode(const std::string& name);
+
+  // Whether the mapped object is still the region we attached, and if not (`what` says how):
+  // resized (truncated or grown) under the mapping, or its header overwritten in place. One
+  // fstat, and a read of the header only when the size is intact. A caller that gets anything but
+  // kIntact must stop touching the mapping: pages past a truncation raise SIGBUS.
+  enum class Integrity { kIntact, kResized, kOverwritten };
+  Integrity CheckIntegrity(std::string* what = nullptr) const;
+
+  // The mapping, for a SIGBUS handler that must recognise faults inside it.
+  const void* mapping_base() const { return base_; }
+  uint64_t mapping_bytes() const { return mapped_bytes_; }
 
  private:
   Region() = default;
-  struct Handles;  // the Boost.Interprocess object and mapping, kept out of this header
-  static std::unique_ptr<Region> Map(const std::string& name, std::unique_ptr<Handles> handles,
-                                     bool created, const RegionOptions* init);
+  // Sizes and initialises (created) or validates (attached) the object behind `fd`, then maps
+  // it. Takes ownership of `fd`.
+  static std::unique_ptr<Region> Attach(const std::string& name, int fd, bool created,
+                                        const RegionOptions& options);
 
   std::string name_;
   Layout layout_;
-  std::unique_ptr<Handles> handles_;
   char* base_ = nullptr;
-  int fd_ = -1;  // owned by handles_
+  uint64_t mapped_bytes_ = 0;
+  int fd_ = -1;
   ino_t inode_ = 0;
   bool created_ = false;
   uint64_t generation_ = 0;
