@@ -141,6 +141,7 @@ struct Gateway::SelfMetrics {
         http_timeouts(http.Add({{"reason", "timeout"}})),
         http_rejected(http.Add({{"reason", "too_many_connections"}})),
         http_handler(http.Add({{"reason", "handler_error"}})),
+        http_evicted(http.Add({{"reason", "idle_evicted"}})),
         attached_family(
             prometheus::BuildGauge()
                 .Name("shmetrics_region_attached")
@@ -217,6 +218,7 @@ struct Gateway::SelfMetrics {
   prometheus::Counter& http_timeouts;
   prometheus::Counter& http_rejected;
   prometheus::Counter& http_handler;
+  prometheus::Counter& http_evicted;
   prometheus::Family<prometheus::Gauge>& attached_family;
   prometheus::Gauge& attached;
   prometheus::Family<prometheus::Counter>& lost;
@@ -227,7 +229,7 @@ struct Gateway::SelfMetrics {
   double last_dead = 0, last_folded = 0, last_series_limit = 0, last_region_full = 0,
          last_no_slot = 0, last_no_page = 0, last_registration = 0, last_invalid_records = 0,
          last_invalid_slots = 0, last_folds = 0, last_fold_failures = 0;
-  double last_http[6] = {};
+  double last_http[7] = {};
   std::map<std::string, double> last_family_dropped;
 };
 
@@ -464,12 +466,17 @@ void Gateway::UpdateSelfMetricsLocked(const Snapshot& snap) {
   Sync(m.fold_failures, static_cast<double>(rs.fold_failures), m.last_fold_failures);
   if (server_) {
     const HttpServerStats h = server_->stats();
-    const double now[6] = {double(h.bad_requests),         double(h.not_found),
-                           double(h.method_not_allowed),   double(h.timeouts),
-                           double(h.rejected_connections), double(h.handler_errors)};
-    prometheus::Counter* counters[6] = {&m.http_bad,      &m.http_not_found, &m.http_method,
-                                        &m.http_timeouts, &m.http_rejected,  &m.http_handler};
-    for (int i = 0; i < 6; ++i) Sync(*counters[i], now[i], m.last_http[i]);
+    const double now[7] = {double(h.bad_requests),
+                           double(h.not_found),
+                           double(h.method_not_allowed),
+                           double(h.timeouts),
+                           double(h.rejected_connections),
+                           double(h.handler_errors),
+                           double(h.evictions)};
+    prometheus::Counter* counters[7] = {&m.http_bad,      &m.http_not_found, &m.http_method,
+                                        &m.http_timeouts, &m.http_rejected,  &m.http_handler,
+                                        &m.http_evicted};
+    for (int i = 0; i < 7; ++i) Sync(*counters[i], now[i], m.last_http[i]);
   }
 }
 

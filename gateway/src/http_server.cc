@@ -1,9 +1,15 @@
 // HttpServer implementation: one Listener (acceptor, io threads, connection registry, counters)
 // and one Session per TCP connection. Everything a session does runs on its own strand, so a
-// session needs no locks; the Listener's acceptor runs on another strand. Stop() closes the
-// acceptor and every session through their strands and then joins the io threads, which return
-// once no operation is left pending. Modelled on Beast's advanced_server example.
+// session needs no locks of its own; the Listener's acceptor runs on another strand. The one lock
+// the two share, sessions_mu_, guards the registry of sessions and the list of idle ones: a
+// session enters that list when it starts waiting for a request's first byte and leaves it when
+// the wait ends, and the acceptor takes the list's oldest entry when it needs a slot. Both sides
+// decide under the lock, so a session is either evicted while idle or not at all. Stop() closes
+// the acceptor and every session through their strands and then joins the io threads, which
+// return once no operation is left pending. Modelled on Beast's advanced_server example.
 #include "http_server.h"
+
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -17,6 +23,7 @@
 #include <charconv>
 #include <cmath>
 #include <exception>
+#include <list>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -46,6 +53,8 @@ constexpr std::size_t kMaxLingerBytes = 64 * 1024;
 constexpr std::size_t kReadChunk = 4096;
 // Room in the read buffer beyond one maximal request, for pipelined requests behind it.
 constexpr std::size_t kPipelineSlack = 16 * 1024;
+// File descriptors the process needs beside its connections (region, listener, epoll, logs...).
+constexpr rlim_t kSpareFds = 32;
 
 struct Counters {
   std::atomic<uint64_t> requests{0};
@@ -59,6 +68,7 @@ struct Counters {
   std::atomic<uint64_t> idle_closes{0};
   std::atomic<uint64_t> accept_errors{0};
   std::atomic<uint64_t> internal_errors{0};
+  std::atomic<uint64_t> evictions{0};
 };
 
 // Returns the value after the increment. Counters are statistics: relaxed is enough.
@@ -136,12 +146,20 @@ class Listener {
   const HttpHandler* FindRoute(std::string_view path) const;
   const std::string& route_list() const { return route_list_; }
   void Unregister(uint64_t id);
+  // A session is an eviction candidate from EnterIdle (it starts waiting for the first byte of a
+  // request) to LeaveIdle (the wait is over). Both return false when the listener has evicted the
+  // session: it must then close without looking at what it read.
+  bool EnterIdle(uint64_t id);
+  bool LeaveIdle(uint64_t id);
 
  private:
   std::vector<tcp::endpoint> Resolve(std::string_view host) const;
   bool TryListen(const tcp::endpoint& ep, std::string& error);
   void DoAccept();
   void OnAccept(beast::error_code ec, tcp::socket socket);
+  // Under sessions_mu_: registers a session for `socket` if there is a slot, evicting the oldest
+  // idle session to make one if needed (returned in *evicted, to be closed after the unlock).
+  std::shared_ptr<Session> AdmitLocked(tcp::socket& socket, std::shared_ptr<Session>* evicted);
   void RunIoThread();
 
   const HttpServerOptions options_;
@@ -151,10 +169,18 @@ class Listener {
   std::atomic<uint16_t> bound_port_{0};
 
   // Declared before ioc_ so that they outlive it: sessions unregister in their destructors.
+  // Everything below up to ioc_ is guarded by sessions_mu_.
+  struct Entry {
+    std::weak_ptr<Session> session;
+    std::optional<std::list<uint64_t>::iterator> idle;  // its node in idle_ while idle
+  };
   std::mutex sessions_mu_;
-  bool stopping_ = false;  // guarded by sessions_mu_
+  bool stopping_ = false;
   uint64_t next_session_id_ = 0;
-  std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions_;
+  // Every session that holds a slot: the cap is its size. An evicted session leaves at once; it
+  // closes within microseconds on its strand.
+  std::unordered_map<uint64_t, Entry> sessions_;
+  std::list<uint64_t> idle_;  // ids of idle sessions, the one idle the longest first
 
   net::io_context ioc_;
   net::strand<net::io_context::executor_type> accept_strand_;
@@ -181,11 +207,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   enum class After { kKeepAlive, kClose };
+  enum class Wait { kFirstRequest, kNextRequest };
 
   void Begin();
   void ReadRequest();
   void AwaitNextRequest();
-  void OnIdleRead(beast::error_code ec, std::size_t n);
+  void AwaitFirstByte(Wait wait);
+  void OnIdleRead(Wait wait, beast::error_code ec, std::size_t n);
   void OnRead(beast::error_code ec, std::size_t n);
   void HandleRequest();
   HttpResponse CallHandler(const HttpHandler& handler, const HttpRequestInfo& info);
@@ -241,7 +269,7 @@ void Session::Begin() {
   // A new connection's first request is timed from accept: a client that connects and never
   // sends is the cheapest way to hold a connection slot.
   stream_.expires_after(options_.request_timeout);
-  ReadRequest();
+  AwaitFirstByte(Wait::kFirstRequest);
 }
 
 void Session::ReadRequest() {
@@ -261,17 +289,31 @@ void Session::AwaitNextRequest() {
     return ReadRequest();
   }
   stream_.expires_after(options_.idle_timeout);
-  stream_.async_read_some(buffer_.prepare(kReadChunk),
-                          beast::bind_front_handler(&Session::OnIdleRead, shared_from_this()));
+  AwaitFirstByte(Wait::kNextRequest);
 }
 
-void Session::OnIdleRead(beast::error_code ec, std::size_t n) {
+// Waiting for a request's first byte is what makes a session idle, and evictable, whether it
+// has served requests before or not.
+void Session::AwaitFirstByte(Wait wait) {
+  if (!listener_.EnterIdle(id_)) return CloseNow();
+  stream_.async_read_some(
+      buffer_.prepare(kReadChunk),
+      beast::bind_front_handler(&Session::OnIdleRead, shared_from_this(), wait));
+}
+
+void Session::OnIdleRead(Wait wait, beast::error_code ec, std::size_t n) {
+  // Evicted: the listener gave this slot away while the session was idle (counted there). Any
+  // bytes that arrived meanwhile are dropped unread, as by any server closing an idle connection.
+  if (!listener_.LeaveIdle(id_)) return CloseNow();
   if (ec) {
-    if (ec == beast::error::timeout) Bump(listener_.counters().idle_closes);
+    if (ec == beast::error::timeout) {
+      Bump(wait == Wait::kFirstRequest ? listener_.counters().timeouts
+                                       : listener_.counters().idle_closes);
+    }
     return CloseNow();  // eof: the client is done; anything else: nobody left to answer
   }
   buffer_.commit(n);
-  stream_.expires_after(options_.request_timeout);
+  if (wait == Wait::kNextRequest) stream_.expires_after(options_.request_timeout);
   ReadRequest();
 }
 
@@ -430,7 +472,29 @@ const HttpHandler* Listener::FindRoute(std::string_view path) const {
 
 void Listener::Unregister(uint64_t id) {
   std::lock_guard lock(sessions_mu_);
-  sessions_.erase(id);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;  // evicted
+  if (it->second.idle) idle_.erase(*it->second.idle);
+  sessions_.erase(it);
+}
+
+bool Listener::EnterIdle(uint64_t id) {
+  std::lock_guard lock(sessions_mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return false;
+  if (!it->second.idle) it->second.idle = idle_.insert(idle_.end(), id);
+  return true;
+}
+
+bool Listener::LeaveIdle(uint64_t id) {
+  std::lock_guard lock(sessions_mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return false;
+  if (it->second.idle) {
+    idle_.erase(*it->second.idle);
+    it->second.idle.reset();
+  }
+  return true;
 }
 
 HttpServerStats Listener::Stats() const {
@@ -447,6 +511,7 @@ HttpServerStats Listener::Stats() const {
   s.idle_closes = get(counters_.idle_closes);
   s.accept_errors = get(counters_.accept_errors);
   s.internal_errors = get(counters_.internal_errors);
+  s.evictions = get(counters_.evictions);
   return s;
 }
 
@@ -525,6 +590,16 @@ void Listener::Start() {
   }
   beast::error_code ec;
   bound_port_.store(acceptor_.local_endpoint(ec).port(), std::memory_order_release);
+  // Idle connections are evicted at max_connections; if accept() runs out of descriptors first,
+  // nothing is evicted and the flood wins.
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY &&
+      rlim_t{options_.max_connections} + kSpareFds > files.rlim_cur) {
+    LogWarn("http: max_connections " + std::to_string(options_.max_connections) +
+            " is too close to the open-file limit " + std::to_string(files.rlim_cur) +
+            " (ulimit -n): accept() will fail before the cap, where idle connections are evicted; "
+            "raise the limit or lower --max-connections");
+  }
   started_ = true;
   DoAccept();  // before the threads start, so that run() has work and does not return at once
   const int n = std::max(1, options_.threads);
@@ -566,23 +641,58 @@ void Listener::OnAccept(beast::error_code ec, tcp::socket socket) {
     });
     return;
   }
-  if (counters_.open_connections.load(std::memory_order_relaxed) >= options_.max_connections) {
-    Bump(counters_.rejected_connections);
+  std::shared_ptr<Session> session;
+  std::shared_ptr<Session> evicted;
+  bool stopping;
+  {
+    std::lock_guard lock(sessions_mu_);
+    stopping = stopping_;
+    if (!stopping) session = AdmitLocked(socket, &evicted);
+  }
+  // Outside the lock: a session's last reference may go here, and its destructor takes the lock.
+  if (evicted) {
+    const uint64_t n = Bump(counters_.evictions);
+    if (ShouldLog(n)) {
+      LogWarn("http: " + std::to_string(options_.max_connections) +
+              " connections open (max_connections): closed the one idle the longest to admit a "
+              "new one (" +
+              std::to_string(n) + " so far)");
+    }
+    evicted->Close();
+    evicted.reset();
+  }
+  if (session) {
+    session->Run();
+  } else if (!stopping) {
+    const uint64_t n = Bump(counters_.rejected_connections);
+    if (ShouldLog(n)) {
+      LogWarn("http: " + std::to_string(options_.max_connections) +
+              " connections open (max_connections) and none idle: refused a new one (" +
+              std::to_string(n) + " so far)");
+    }
+  }
+  if (!session) {
     beast::error_code ignored;
     socket.close(ignored);
-  } else {
-    std::shared_ptr<Session> session;
-    {
-      std::lock_guard lock(sessions_mu_);
-      if (!stopping_) {
-        const uint64_t id = next_session_id_++;
-        session = std::make_shared<Session>(std::move(socket), *this, id);
-        sessions_.emplace(id, session);
-      }
-    }
-    if (session) session->Run();
   }
   DoAccept();
+}
+
+std::shared_ptr<Session> Listener::AdmitLocked(tcp::socket& socket,
+                                               std::shared_ptr<Session>* evicted) {
+  while (sessions_.size() >= options_.max_connections && !idle_.empty()) {
+    auto it = sessions_.find(idle_.front());
+    idle_.pop_front();
+    if (it == sessions_.end()) continue;   // cannot happen: an idle id is registered
+    *evicted = it->second.session.lock();  // empty: it is being destroyed, its slot is free too
+    sessions_.erase(it);
+    if (*evicted) break;
+  }
+  if (sessions_.size() >= options_.max_connections) return nullptr;
+  const uint64_t id = next_session_id_++;
+  auto session = std::make_shared<Session>(std::move(socket), *this, id);
+  sessions_.emplace(id, Entry{session, std::nullopt});
+  return session;
 }
 
 void Listener::Stop() {
@@ -595,8 +705,8 @@ void Listener::Stop() {
     // A session accepted after this point sees stopping_ and is never started.
     std::lock_guard sessions_lock(sessions_mu_);
     stopping_ = true;
-    for (const auto& [id, weak] : sessions_) {
-      if (auto s = weak.lock()) live.push_back(std::move(s));
+    for (const auto& [id, entry] : sessions_) {
+      if (auto s = entry.session.lock()) live.push_back(std::move(s));
     }
   }
   net::post(accept_strand_, [this] {

@@ -3,8 +3,11 @@
 // handler registered for its exact path. It exists to answer Prometheus scrapes next to production
 // app servers, so every connection is bounded: the whole request must arrive within
 // request_timeout, an idle keep-alive connection is dropped after idle_timeout, headers and bodies
-// have size limits, and at most max_connections are served at once. Beast stays behind this header:
-// callers see only plain structs.
+// have size limits, and at most max_connections are open at once. At that cap a new connection
+// first evicts the connection idle the longest (a keep-alive one between requests, or one that has
+// not sent its first byte): idle clients cannot lock a scrape out, however many they open. Only
+// when every connection is busy (a request arriving, being handled or answered) is the new one
+// refused. Beast stays behind this header: callers see only plain structs.
 #pragma once
 
 #include <chrono>
@@ -54,7 +57,9 @@ struct HttpServerOptions {
   std::chrono::milliseconds idle_timeout{60000};  // keep-alive idle limit between requests
   uint32_t header_limit = 8192;                   // larger: 431, then close
   uint32_t body_limit = 1024;                     // GET/HEAD carry no body; anything larger is 413
-  uint32_t max_connections = 256;                 // beyond: accept then close immediately, counted
+  // At the cap, a new connection evicts the oldest idle one; with none idle it is accepted and
+  // closed at once. Both counted.
+  uint32_t max_connections = 256;
 };
 
 // All monotonic counters except open_connections, readable from any thread. The fields after
@@ -65,12 +70,13 @@ struct HttpServerStats {
   uint64_t not_found = 0;           // 404
   uint64_t method_not_allowed = 0;  // 405
   uint64_t timeouts = 0;            // request not received, or response not taken, in time
-  uint64_t rejected_connections = 0;  // closed at accept because of max_connections
+  uint64_t rejected_connections = 0;  // closed at accept: max_connections open, none idle
   uint64_t open_connections = 0;      // gauge
   uint64_t handler_errors = 0;        // handler threw or gave a bad status: answered 500
   uint64_t idle_closes = 0;           // keep-alive connections closed after idle_timeout
   uint64_t accept_errors = 0;         // accept() failed (e.g. EMFILE); retried after a pause
   uint64_t internal_errors = 0;  // exception escaped to an io thread (a bug): connection dropped
+  uint64_t evictions = 0;        // idle connections closed at max_connections to admit a new one
 };
 
 // Lifecycle: construct, Start() once, Stop() (or destroy) once done; a stopped server cannot be

@@ -2,6 +2,7 @@
 #include <signal.h>
 
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -32,6 +33,19 @@ Options:
                            (without it, only regions this user owns are accepted)
   --reset                  remove the region NAME and exit (stop its workers first)
   --help                   this text
+
+HTTP limits (at the connection cap idle clients make room, so a scrape always gets through):
+  --max-connections N      connections open at once, 1..65536 (default 256). At the cap a new
+                           connection evicts the one idle the longest (keep-alive between
+                           requests, or no byte sent yet); with none idle it is refused
+  --idle-timeout SECONDS   how long a keep-alive connection may idle between requests
+                           (default 60; fractions allowed, at most 86400)
+  --request-timeout SECONDS
+                           a request must arrive whole, and its response be taken, within this;
+                           a new connection's first request is timed from accept (default 10;
+                           fractions allowed, at most 3600)
+  --header-limit BYTES     largest request header block, 1K..1M, suffixes K, M (default 8K);
+                           larger is answered 431
 
 Options used only when the gateway creates the region (workers that create it use their own):
   --size BYTES             region size, suffixes K, M, G allowed (default 32M)
@@ -92,6 +106,19 @@ void ParseListen(std::string_view text, shmetrics::gateway::HttpServerOptions& h
   http.port = static_cast<uint16_t>(port);
 }
 
+// Seconds with up to millisecond precision ("0.5", "60"), within (0, max_seconds].
+std::chrono::milliseconds ParseSeconds(std::string_view flag, std::string_view text,
+                                       double max_seconds) {
+  double seconds = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (ec != std::errc() || p != text.data() + text.size() || !(seconds >= 0.001) ||
+      seconds > max_seconds) {
+    Usage(std::string(flag) + " wants seconds from 0.001 to " +
+          std::to_string(static_cast<int>(max_seconds)) + ", got '" + std::string(text) + "'");
+  }
+  return std::chrono::milliseconds(std::llround(seconds * 1000));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -119,6 +146,18 @@ int main(int argc, char** argv) {
     } else if (arg == "--threads") {
       options.http.threads = static_cast<int>(ParseNumber(arg, value()));
       if (options.http.threads < 1 || options.http.threads > 64) Usage("--threads must be 1..64");
+    } else if (arg == "--max-connections") {
+      const uint64_t n = ParseNumber(arg, value());
+      if (n < 1 || n > 65536) Usage("--max-connections must be 1..65536");
+      options.http.max_connections = static_cast<uint32_t>(n);
+    } else if (arg == "--idle-timeout") {
+      options.http.idle_timeout = ParseSeconds(arg, value(), 86400);
+    } else if (arg == "--request-timeout") {
+      options.http.request_timeout = ParseSeconds(arg, value(), 3600);
+    } else if (arg == "--header-limit") {
+      const uint64_t n = ParseNumber(arg, value(), 10, true);
+      if (n < 1024 || n > (1u << 20)) Usage("--header-limit must be 1K..1M bytes");
+      options.http.header_limit = static_cast<uint32_t>(n);
     } else if (arg == "--size") {
       options.region_options.size_bytes = ParseNumber(arg, value(), 10, true);
     } else if (arg == "--max-series") {

@@ -15,12 +15,14 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace shmetrics::gateway {
 namespace {
@@ -70,6 +72,14 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   bool connected() const { return fd_ >= 0; }
+
+  // Without blocking: has the server closed (or reset) this connection? Data waiting to be read
+  // does not count.
+  bool PeerClosed() const {
+    char c;
+    const ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+  }
 
   bool Send(std::string_view data) {
     while (!data.empty()) {
@@ -570,19 +580,27 @@ TEST(HttpServerTest, SlowHandlerDoesNotStallOtherConnections) {
   EXPECT_EQ(s->body, "slow\n");
 }
 
+// Only when no connection is idle: an idle one would be evicted instead (see the flood tests).
 TEST(HttpServerTest, ConnectionsBeyondMaxAreClosedAndCounted) {
   HttpServerOptions options;
   options.max_connections = 1;
   auto server = StartServer(options);
   auto first = std::make_unique<Client>(server->port());
   ASSERT_TRUE(first->Send(Get("/metrics")));
-  ASSERT_TRUE(first->Read());  // the server has accepted it
+  ASSERT_TRUE(first->Read());                   // the server has accepted it
+  ASSERT_TRUE(first->Send("GET /metrics HT"));  // and now it has a request in flight
+  std::this_thread::sleep_for(100ms);           // which the server has started to read
   {
     Client extra(server->port());
     ASSERT_TRUE(extra.connected());  // the kernel accepts; the server then closes it
     EXPECT_EQ(extra.WaitForClose(), End::kClosed);
   }
   EXPECT_TRUE(Eventually([&] { return server->stats().rejected_connections == 1; }));
+  EXPECT_EQ(server->stats().evictions, 0u);
+  ASSERT_TRUE(first->Send("TP/1.1\r\nHost: test\r\n\r\n"));  // the refusal did not touch it
+  auto answered = first->Read();
+  ASSERT_TRUE(answered);
+  EXPECT_EQ(answered->status, 200);
   first.reset();
   ASSERT_TRUE(Eventually([&] { return server->stats().open_connections == 0; }));
   Client again(server->port());
@@ -590,6 +608,172 @@ TEST(HttpServerTest, ConnectionsBeyondMaxAreClosedAndCounted) {
   auto r = again.Read();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
+}
+
+// --- Connection slots under an idle flood (issue 8) --------------------------------------------
+
+// Keeps `count` connections open that hold a slot and then sit idle, either after one answered
+// request (a keep-alive client between requests) or without ever sending a byte. A background
+// thread replaces every connection the server closes, so the flood lasts until the object is
+// destroyed, like an attacker that reconnects forever.
+class IdleFlood {
+ public:
+  enum class Kind { kOneRequestThenIdle, kSilent };
+
+  IdleFlood(uint16_t port, int count, Kind kind) : port_(port), kind_(kind), clients_(count) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~IdleFlood() {
+    stop_ = true;
+    thread_.join();
+  }
+  IdleFlood(const IdleFlood&) = delete;
+  IdleFlood& operator=(const IdleFlood&) = delete;
+
+  // Full passes over all `count` connections, each (re)opened as needed.
+  int passes() const { return passes_.load(); }
+  int64_t opened() const { return opened_.load(); }
+
+ private:
+  void Run() {
+    while (!stop_) {
+      for (auto& c : clients_) {
+        if (stop_) return;
+        if (c && !c->PeerClosed()) continue;
+        c = std::make_unique<Client>(port_);
+        if (!c->connected()) continue;
+        ++opened_;
+        // A rejected or evicted connection ends without an answer: replaced on the next pass.
+        if (kind_ == Kind::kOneRequestThenIdle && (!c->Send(Get("/metrics")) || !c->Read())) {
+          c.reset();
+        }
+      }
+      ++passes_;
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+
+  const uint16_t port_;
+  const Kind kind_;
+  std::vector<std::unique_ptr<Client>> clients_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> passes_{0};
+  std::atomic<int64_t> opened_{0};
+  std::thread thread_;
+};
+
+// The flood's connections outnumber the slots four to one and idle under the default (long)
+// timeouts; a scrape on a fresh connection must still be answered, quickly, every time.
+void ExpectScrapesAnsweredDuringFlood(IdleFlood::Kind kind) {
+  HttpServerOptions options;
+  options.max_connections = 16;  // defaults: idle_timeout 60 s, request_timeout 10 s
+  auto server = StartServer(options);
+  IdleFlood flood(server->port(), 64, kind);
+  ASSERT_TRUE(Eventually([&] { return flood.passes() >= 2; }, 10s)) << "flood did not start";
+  ASSERT_TRUE(Eventually([&] { return server->stats().open_connections >= 16; }));
+  constexpr int kScrapes = 10;
+  std::chrono::microseconds slowest{0};
+  for (int i = 0; i < kScrapes; ++i) {
+    const auto start = Clock::now();
+    Client c(server->port());
+    ASSERT_TRUE(c.connected()) << "scrape " << i;
+    ASSERT_TRUE(c.Send(Get("/metrics"))) << "scrape " << i;
+    auto r = c.Read();
+    const auto elapsed =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+    ASSERT_TRUE(r) << "scrape " << i << " was not answered (after " << elapsed.count()
+                   << " us); stats: open=" << server->stats().open_connections
+                   << " rejected=" << server->stats().rejected_connections;
+    EXPECT_EQ(r->status, 200) << "scrape " << i;
+    EXPECT_EQ(r->body, kMetricsBody) << "scrape " << i;
+    EXPECT_LT(elapsed, 2s) << "scrape " << i;
+    slowest = std::max(slowest, elapsed);
+    std::this_thread::sleep_for(50ms);  // the flood refills the slots in between
+  }
+  // An evicted session holds no slot but lives for a few more microseconds: allow it to go.
+  EXPECT_TRUE(Eventually([&] { return server->stats().open_connections <= 16; }));
+  const HttpServerStats s = server->stats();
+  EXPECT_GE(s.evictions, uint64_t{kScrapes});
+  ::testing::Test::RecordProperty("slowest_scrape_us", static_cast<int>(slowest.count()));
+  std::cout << "slowest of " << kScrapes << " scrapes under the flood: " << slowest.count()
+            << " us; flood opened " << flood.opened() << " connections, " << s.evictions
+            << " evicted, " << s.rejected_connections << " rejected\n";
+}
+
+TEST(HttpServerTest, IdleKeepAliveFloodCannotLockOutAScrape) {
+  ExpectScrapesAnsweredDuringFlood(IdleFlood::Kind::kOneRequestThenIdle);
+}
+
+TEST(HttpServerTest, SilentConnectionFloodCannotLockOutAScrape) {
+  ExpectScrapesAnsweredDuringFlood(IdleFlood::Kind::kSilent);
+}
+
+TEST(HttpServerTest, AtTheCapTheOldestIdleConnectionIsEvictedFirst) {
+  HttpServerOptions options;
+  options.max_connections = 3;
+  auto server = StartServer(options);
+  Client a(server->port());  // idle after a request: the oldest idle one
+  ASSERT_TRUE(a.Send(Get("/metrics")));
+  ASSERT_TRUE(a.Read());
+  std::this_thread::sleep_for(20ms);
+  Client b(server->port());  // never sends
+  ASSERT_TRUE(Eventually([&] { return server->stats().open_connections == 2; }));
+  std::this_thread::sleep_for(20ms);
+  Client c(server->port());  // idle after a request
+  ASSERT_TRUE(c.Send(Get("/metrics")));
+  ASSERT_TRUE(c.Read());
+
+  Client d(server->port());
+  ASSERT_TRUE(d.Send(Get("/metrics")));
+  auto rd = d.Read();
+  ASSERT_TRUE(rd);
+  EXPECT_EQ(rd->status, 200);
+  EXPECT_EQ(a.WaitForClose(), End::kClosed);
+  EXPECT_FALSE(b.PeerClosed());
+  EXPECT_FALSE(c.PeerClosed());
+  EXPECT_EQ(server->stats().evictions, 1u);
+
+  // c's new request makes it the newest idle one, so b (idle since accept) goes next.
+  ASSERT_TRUE(c.Send(Get("/metrics")));
+  ASSERT_TRUE(c.Read());
+  Client e(server->port());
+  ASSERT_TRUE(e.Send(Get("/metrics")));
+  auto re = e.Read();
+  ASSERT_TRUE(re);
+  EXPECT_EQ(re->status, 200);
+  EXPECT_EQ(b.WaitForClose(), End::kClosed);
+  EXPECT_FALSE(c.PeerClosed());
+  EXPECT_FALSE(d.PeerClosed());
+  const HttpServerStats s = server->stats();
+  EXPECT_EQ(s.evictions, 2u);
+  EXPECT_EQ(s.rejected_connections, 0u);
+  EXPECT_EQ(s.idle_closes, 0u);
+  EXPECT_EQ(s.timeouts, 0u);
+}
+
+// A connection whose request is still arriving, or whose response is still being written, is
+// not idle: at the cap with only such connections, the new one is refused and they finish.
+TEST(HttpServerTest, BusyConnectionsAreNeverEvicted) {
+  HttpServerOptions options;
+  options.max_connections = 2;
+  auto server = StartServer(options);
+  Client writing(server->port());
+  ASSERT_TRUE(writing.Send(Get("/big")));  // never read: the write stalls on a full socket
+  Client reading(server->port());
+  ASSERT_TRUE(reading.Send("GET /metrics HTTP/1.1\r\nHost: te"));
+  std::this_thread::sleep_for(200ms);  // both are now busy in the server
+  {
+    Client extra(server->port());
+    ASSERT_TRUE(extra.connected());
+    EXPECT_EQ(extra.WaitForClose(), End::kClosed);
+  }
+  EXPECT_TRUE(Eventually([&] { return server->stats().rejected_connections == 1; }));
+  EXPECT_EQ(server->stats().evictions, 0u);
+  ASSERT_TRUE(reading.Send("st\r\n\r\n"));
+  auto r = reading.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_FALSE(writing.PeerClosed());
 }
 
 TEST(HttpServerTest, StartOnPortInUseThrowsNamingThePort) {
