@@ -31,6 +31,7 @@
 #include <unordered_map>
 
 #include "log.h"
+#include "transfer_coding.h"
 
 namespace shmetrics::gateway {
 namespace {
@@ -214,6 +215,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void AwaitNextRequest();
   void AwaitFirstByte(Wait wait);
   void OnIdleRead(Wait wait, beast::error_code ec, std::size_t n);
+  void OnHeader(beast::error_code ec, std::size_t n);
   void OnRead(beast::error_code ec, std::size_t n);
   void HandleRequest();
   HttpResponse CallHandler(const HttpHandler& handler, const HttpRequestInfo& info);
@@ -272,12 +274,13 @@ void Session::Begin() {
   AwaitFirstByte(Wait::kFirstRequest);
 }
 
+// The header first, on its own, so that its framing is checked before any body byte is read.
 void Session::ReadRequest() {
   parser_.emplace();
   parser_->header_limit(options_.header_limit);
   parser_->body_limit(options_.body_limit);
-  http::async_read(stream_, buffer_, *parser_,
-                   beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+  http::async_read_header(stream_, buffer_, *parser_,
+                          beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
 }
 
 // Between keep-alive requests the idle limit applies; the request deadline starts with the next
@@ -315,6 +318,27 @@ void Session::OnIdleRead(Wait wait, beast::error_code ec, std::size_t n) {
   buffer_.commit(n);
   if (wait == Wait::kNextRequest) stream_.expires_after(options_.request_timeout);
   ReadRequest();
+}
+
+void Session::OnHeader(beast::error_code ec, std::size_t n) {
+  if (ec) return OnRead(ec, n);
+  const auto& req = parser_->get();
+  std::vector<std::string_view> codings;
+  for (auto [it, end] = req.equal_range(http::field::transfer_encoding); it != end; ++it) {
+    codings.emplace_back(it->value().data(), it->value().size());
+  }
+  if (!codings.empty()) {
+    TransferCodingCheck check = CheckTransferEncoding(codings, req.version());
+    if (check.verdict == TransferCodingVerdict::kUnsupported) {
+      return SendError(501, std::move(check.reason));
+    }
+    if (check.verdict == TransferCodingVerdict::kMalformed) {
+      return SendError(400, "bad request: " + check.reason);
+    }
+  }
+  if (parser_->is_done()) return HandleRequest();
+  http::async_read(stream_, buffer_, *parser_,
+                   beast::bind_front_handler(&Session::OnRead, shared_from_this()));
 }
 
 void Session::OnRead(beast::error_code ec, std::size_t) {

@@ -65,11 +65,11 @@ struct HttpServerOptions {
 // All monotonic counters except open_connections, readable from any thread. The fields after
 // open_connections were added beyond the original interface.
 struct HttpServerStats {
-  uint64_t requests = 0;            // requests parsed and answered (any status, incl. 404/405/500)
-  uint64_t bad_requests = 0;        // unparseable or over a limit: 400, 413, 431 (then closed)
-  uint64_t not_found = 0;           // 404
-  uint64_t method_not_allowed = 0;  // 405
-  uint64_t timeouts = 0;            // request not received, or response not taken, in time
+  uint64_t requests = 0;      // requests parsed and answered (any status, incl. 404/405/500)
+  uint64_t bad_requests = 0;  // malformed, over a limit, bad framing: 400/413/431/501, then closed
+  uint64_t not_found = 0;     // 404
+  uint64_t method_not_allowed = 0;    // 405
+  uint64_t timeouts = 0;              // request not received, or response not taken, in time
   uint64_t rejected_connections = 0;  // closed at accept: max_connections open, none idle
   uint64_t open_connections = 0;      // gauge
   uint64_t handler_errors = 0;        // handler threw or gave a bad status: answered 500
@@ -86,7 +86,8 @@ class HttpServer {
  public:
   // Routes: exact path -> handler. Only GET and HEAD are allowed on a route (405 with `Allow: GET,
   // HEAD` otherwise); unknown paths 404. HEAD returns the GET headers (with Content-Length) and no
-  // body.
+  // body. Transfer-Encoding is checked as soon as the header is in (CheckTransferEncoding):
+  // anything but chunked gets 501, a malformed list 400, and the connection is closed unread.
   HttpServer(HttpServerOptions options, std::map<std::string, HttpHandler> routes);
   ~HttpServer();  // stops and joins
   HttpServer(const HttpServer&) = delete;

@@ -24,6 +24,8 @@
 #include <thread>
 #include <vector>
 
+#include "transfer_coding.h"
+
 namespace shmetrics::gateway {
 namespace {
 
@@ -363,6 +365,108 @@ TEST(HttpServerTest, MalformedRequestLineIs400ThenClose) {
   EXPECT_EQ(c.WaitForClose(), End::kClosed);
   EXPECT_EQ(server->stats().bad_requests, 1u);
   EXPECT_EQ(server->stats().requests, 0u);
+}
+
+// --- Transfer-Encoding (issue 8) ----------------------------------------------------------------
+
+// Sends `request`, expects one answer with `status` and `Connection: close`, and then the close:
+// nothing after the header block may be taken for another request.
+void ExpectRefusedThenClosed(HttpServer& server, const std::string& request, int status) {
+  SCOPED_TRACE(request);
+  Client c(server.port());
+  // A request smuggled in the body: answering it too would mean the body was framed wrongly.
+  ASSERT_TRUE(c.Send(request + Get("/echo?smuggled")));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, status) << r->body;
+  EXPECT_EQ(r->Header("connection"), "close");
+  EXPECT_NE(r->body.find("Transfer-Encoding"), std::string::npos) << r->body;
+  if (auto second = c.Read()) {
+    ADD_FAILURE() << "a second response (" << second->status
+                  << "): the request smuggled in the body was served";
+  }
+  EXPECT_TRUE(c.WaitForClose() == End::kClosed) << "the connection was kept open";
+}
+
+TEST(HttpServerTest, UnsupportedTransferCodingIs501ThenClose) {
+  auto server = StartServer();
+  const std::string start = "GET /metrics HTTP/1.1\r\nHost: test\r\n";
+  ExpectRefusedThenClosed(*server, start + "Transfer-Encoding: gzip\r\n\r\n", 501);
+  ExpectRefusedThenClosed(*server, start + "Transfer-Encoding: deflate\r\n\r\n", 501);
+  ExpectRefusedThenClosed(*server, start + "Transfer-Encoding: x-custom\r\n\r\n", 501);
+  // chunked last frames the body, but the gzip under it is still not something we decode.
+  ExpectRefusedThenClosed(*server, start + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+                          501);
+  ExpectRefusedThenClosed(*server, start + "Transfer-Encoding: chunked, gzip\r\n\r\n", 501);
+  // Two field lines are one list: "gzip, chunked".
+  ExpectRefusedThenClosed(
+      *server, start + "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      501);
+  EXPECT_EQ(server->stats().bad_requests, 6u);
+  EXPECT_EQ(server->stats().requests, 0u);
+}
+
+TEST(HttpServerTest, MalformedTransferEncodingIs400ThenClose) {
+  auto server = StartServer();
+  const std::string start = "GET /metrics HTTP/1.1\r\nHost: test\r\n";
+  ExpectRefusedThenClosed(*server, start + "Transfer-Encoding: chunked, chunked\r\n\r\n", 400);
+  ExpectRefusedThenClosed(*server, start + "Transfer-Encoding: ,\r\n\r\n", 400);
+  ExpectRefusedThenClosed(*server, start + "Transfer-Encoding: chunked;\r\n\r\n", 400);
+  ExpectRefusedThenClosed(*server, start + "Transfer-Encoding: \"chunked\"\r\n\r\n", 400);
+  // An HTTP/1.0 message with Transfer-Encoding has faulty framing (RFC 9112 6.1).
+  ExpectRefusedThenClosed(
+      *server, "GET /metrics HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400);
+  EXPECT_EQ(server->stats().requests, 0u);
+}
+
+TEST(HttpServerTest, ChunkedRequestBodyIsStillAccepted) {
+  auto server = StartServer();
+  Client c(server->port());
+  for (const char* te : {"chunked", "Chunked", "  chunked  "}) {
+    ASSERT_TRUE(c.Send("GET /metrics HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: " +
+                       std::string(te) + "\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
+    auto r = c.Read();
+    ASSERT_TRUE(r) << te;
+    EXPECT_EQ(r->status, 200) << te;
+    EXPECT_NE(r->Header("connection"), "close") << te;
+  }
+}
+
+TransferCodingVerdict VerdictOf(std::vector<std::string_view> lines, unsigned version = 11) {
+  return CheckTransferEncoding(lines, version).verdict;
+}
+
+TEST(TransferCodingTest, OnlyChunkedOnceAndLastIsAccepted) {
+  using V = TransferCodingVerdict;
+  EXPECT_EQ(VerdictOf({}), V::kNone);
+  for (std::string_view ok :
+       {"chunked", "CHUNKED", " chunked ", ", chunked", "chunked ,", "\tchunked"}) {
+    EXPECT_EQ(VerdictOf({ok}), V::kChunked) << ok;
+  }
+  EXPECT_EQ(VerdictOf({"", "chunked"}), V::kChunked);
+  for (std::string_view no : {"gzip", "gzip, chunked", "chunked, gzip", "identity", "chunked;a=b",
+                              "gzip;q=\"x\\\"y\", chunked", "chunkedx"}) {
+    EXPECT_EQ(VerdictOf({no}), V::kUnsupported) << no;
+  }
+  EXPECT_EQ(VerdictOf({"gzip", "chunked"}), V::kUnsupported);
+  for (std::string_view bad : {"", ",", " , ,", "chunked, chunked", "chunked;", "chunked;a",
+                               "chunked;a=", "chunked;=b", "gzip;q=\"open", "\"chunked\"",
+                               "chunked chunked", "chu/nked", "chunked\x01", "gzip;q=\"\x01\""}) {
+    EXPECT_EQ(VerdictOf({bad}), V::kMalformed) << ::testing::PrintToString(std::string(bad));
+  }
+  EXPECT_EQ(VerdictOf({"chunked", "chunked"}), V::kMalformed);
+  EXPECT_EQ(VerdictOf({"chunked"}, 10), V::kMalformed);
+}
+
+TEST(TransferCodingTest, ReasonNamesTheCodingAndStaysPrintable) {
+  const std::vector<std::string_view> gzip = {"gzip, chunked"};
+  EXPECT_NE(CheckTransferEncoding(gzip, 11).reason.find("'gzip'"), std::string::npos);
+  const std::string hostile = "\x01\x7f" + std::string(1000, 'a') + "\"";
+  const std::vector<std::string_view> lines = {hostile};
+  const TransferCodingCheck check = CheckTransferEncoding(lines, 11);
+  EXPECT_EQ(check.verdict, TransferCodingVerdict::kMalformed);
+  EXPECT_LT(check.reason.size(), 200u);
+  for (char c : check.reason) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << int(c);
 }
 
 TEST(HttpServerTest, OversizedHeaderIs431ThenClose) {
