@@ -5,11 +5,11 @@
 // Empty list elements are legal and ignored. Verdicts, in this order:
 //  - any element that is not a transfer-coding, a list with no coding, or an HTTP/1.0 message
 //    (RFC 9112 6.1: its framing must be treated as faulty): malformed, 400;
-//  - a coding other than chunked, or chunked with parameters: unsupported, 501 (RFC 9112 6.1:
-//    "SHOULD respond with 501"). This wins over the next rule so that "gzip" alone, the common
-//    case, says what is missing rather than that chunked is;
-//  - chunked more than once or not last (RFC 9112 6.3: the body length cannot be determined, "MUST
-//    respond with 400"): malformed, 400.
+//  - chunked more than once or not last ("gzip" alone included; RFC 9112 6.3: the body length
+//    cannot be determined, the server "MUST respond with 400"): malformed, 400. This MUST wins
+//    over the SHOULD of the next rule;
+//  - chunked last, under a coding other than chunked, or chunked with parameters: unsupported, 501
+//    (RFC 9112 6.1: "SHOULD respond with 501").
 #include "transfer_coding.h"
 
 #include <cstddef>
@@ -150,14 +150,14 @@ TransferCodingCheck CheckTransferEncoding(std::span<const std::string_view> fiel
     return Verdict(TransferCodingVerdict::kMalformed,
                    "malformed Transfer-Encoding: the field lists no transfer-coding");
   }
+  if (chunked > 1 || !chunked_last) {
+    return Verdict(TransferCodingVerdict::kMalformed,
+                   "malformed Transfer-Encoding: chunked must be applied once, and last");
+  }
   if (!unsupported.empty()) {
     return Verdict(
         TransferCodingVerdict::kUnsupported,
         "not implemented: Transfer-Encoding '" + unsupported + "'; only chunked is supported");
-  }
-  if (chunked > 1 || !chunked_last) {
-    return Verdict(TransferCodingVerdict::kMalformed,
-                   "malformed Transfer-Encoding: chunked must be applied once, and last");
   }
   return {TransferCodingVerdict::kChunked, ""};
 }

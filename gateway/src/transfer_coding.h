@@ -15,7 +15,7 @@ namespace shmetrics::gateway {
 enum class TransferCodingVerdict {
   kNone,         // no Transfer-Encoding field: Content-Length (or nothing) frames the body
   kChunked,      // exactly "chunked": the parser frames and decodes the body
-  kUnsupported,  // well-formed, but names a coding (or a parameter) the server does not decode: 501
+  kUnsupported,  // chunked last, but under a coding (or with a parameter) not decoded here: 501
   kMalformed,    // not a transfer-coding list, chunked not last or twice, or on HTTP/1.0: 400
 };
 
