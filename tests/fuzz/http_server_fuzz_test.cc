@@ -13,6 +13,8 @@
 //     version HTTP/1.1 (or 1.0), a status the server or these handlers can give, header fields with
 //     token names and no control characters, at most one Content-Length and a body framed by it
 //     (or, for HEAD, none), nothing after a response that said Connection: close;
+//   - a plain GET or HEAD of /metrics or /healthz at the start of the input (no body framing, no
+//     scrape deadline) is not answered 200;
 //   - the connection is still open 3 s after its deadlines (request_timeout 300 ms here);
 //   - the server stops answering: after every input a fresh connection must get 200 for
 //     GET /healthz;
@@ -232,6 +234,46 @@ std::string CheckResponses(std::string_view in) {
   return {};
 }
 
+// Whether `in` starts with a request this server must answer 200: GET or HEAD of /metrics (with
+// no or a valid ?format=) or /healthz, HTTP/1.1 or 1.0, header fields of plain printable ASCII
+// that frame no body and set no scrape deadline, within the header limit.
+bool StartsWithPlainRequest(std::string_view in) {
+  const size_t end = in.find("\r\n\r\n");
+  if (end == std::string_view::npos || end + 4 > 8192) return false;
+  const size_t eol = in.find("\r\n");
+  const std::string_view line = in.substr(0, eol);
+  static const char* kLines[] = {"/metrics", "/metrics?format=text", "/metrics?format=openmetrics",
+                                 "/metrics?format=protobuf", "/healthz"};
+  bool ok = false;
+  for (const char* method : {"GET ", "HEAD "}) {
+    for (const char* target : kLines) {
+      for (const char* version : {" HTTP/1.1", " HTTP/1.0"}) {
+        ok = ok || line == std::string(method) + target + version;
+      }
+    }
+  }
+  if (!ok) return false;
+  for (size_t pos = eol + 2; pos < end;) {
+    const size_t next = in.find("\r\n", pos);
+    const std::string_view field = in.substr(pos, next - pos);
+    pos = next + 2;
+    const size_t colon = field.find(": ");
+    if (colon == std::string_view::npos || colon == 0) return false;
+    const std::string_view name = field.substr(0, colon);
+    for (char c : name) {
+      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-')) return false;
+    }
+    for (char c : field.substr(colon + 2)) {
+      if (c < 0x20 || c > 0x7e) return false;
+    }
+    for (const char* framing : {"content-length", "transfer-encoding", "expect", "upgrade"}) {
+      if (IEquals(name, framing)) return false;
+    }
+    if (name.size() >= 12 && IEquals(name.substr(0, 12), "x-prometheus")) return false;
+  }
+  return true;
+}
+
 void SendAll(int fd, const uint8_t* data, size_t size, int writes) {
   size_t done = 0;
   for (int w = 0; w < writes && done < size; ++w) {
@@ -281,6 +323,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ::close(fd);
   if (!closed) Finding(kTarget, "the connection is still open 3 s past its deadlines", in);
   if (std::string problem = CheckResponses(in); !problem.empty()) Finding(kTarget, problem, in);
+  if (StartsWithPlainRequest(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1)) &&
+      !(in.starts_with("HTTP/1.1 200 ") || in.starts_with("HTTP/1.0 200 "))) {
+    Finding(kTarget, "a plain GET/HEAD of a route was not answered 200", in);
+  }
   CheckAlive(port);
   const gw::HttpServerStats stats = server.http->stats();
   if (stats.internal_errors != 0)
