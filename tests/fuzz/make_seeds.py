@@ -7,6 +7,7 @@ Region reader inputs are the operation records of region_fixture.h: [tag][sel][o
 so the seeds stay meaningful when the layout moves. The seeds only reach into each part of the
 region (slot states, family and series records, strings, directories, pages, header words); the
 fuzzer does the damage. Seeds must not crash a correct reader: scripts/fuzz --ci runs them first.
+The corpus also holds regression-* files (fixed findings, see README.md); this script leaves them.
 """
 import os
 import struct
