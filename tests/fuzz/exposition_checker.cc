@@ -600,6 +600,15 @@ class Checker {
   std::set<std::string> series_;
 };
 
+size_t Utf8ValidPrefix(std::string_view s);
+
+// Where valid UTF-8 ends in `s`: "at byte 12, line 3".
+std::string WhereUtf8Breaks(std::string_view s) {
+  const size_t good = Utf8ValidPrefix(s);
+  const size_t line = 1 + static_cast<size_t>(std::count(s.begin(), s.begin() + good, '\n'));
+  return "at byte " + std::to_string(good) + ", line " + std::to_string(line);
+}
+
 std::vector<std::string_view> SplitLines(std::string_view body) {
   std::vector<std::string_view> lines;
   size_t pos = 0;
@@ -737,7 +746,9 @@ std::string CheckHistogram(const pb::Histogram& h, const std::string& where) {
 
 }  // namespace
 
-bool IsValidUtf8(std::string_view s) {
+namespace {
+// The length of the longest valid UTF-8 prefix of `s` (s.size() when all of it is valid).
+size_t Utf8ValidPrefix(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
     const auto c = static_cast<unsigned char>(s[i]);
@@ -757,20 +768,23 @@ bool IsValidUtf8(std::string_view s) {
       n = 4;
       cp = c & 0x07;
     } else {
-      return false;  // continuation byte, overlong 2-byte lead (c0, c1), or beyond U+10FFFF
+      return i;  // continuation byte, overlong 2-byte lead (c0, c1), or beyond U+10FFFF
     }
-    if (i + n > s.size()) return false;
+    if (i + n > s.size()) return i;
     for (size_t k = 1; k < n; ++k) {
       const auto d = static_cast<unsigned char>(s[i + k]);
-      if ((d & 0xc0) != 0x80) return false;
+      if ((d & 0xc0) != 0x80) return i;
       cp = cp << 6 | (d & 0x3f);
     }
-    if (n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) return false;
-    if (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) return false;
+    if (n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) return i;
+    if (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) return i;
     i += n;
   }
-  return true;
+  return s.size();
 }
+}  // namespace
+
+bool IsValidUtf8(std::string_view s) { return Utf8ValidPrefix(s) == s.size(); }
 
 size_t CodePoints(std::string_view utf8) {
   size_t n = 0;
@@ -779,7 +793,7 @@ size_t CodePoints(std::string_view utf8) {
 }
 
 std::string CheckText004(std::string_view body) {
-  if (!IsValidUtf8(body)) return Fail("utf8", "body is not valid UTF-8");
+  if (!IsValidUtf8(body)) return Fail("utf8", "body is not valid UTF-8 " + WhereUtf8Breaks(body));
   if (!body.empty() && body.back() != '\n')
     return Fail("eof", "last line does not end in a newline");
   Checker checker(Dialect::kText004);
@@ -819,7 +833,7 @@ std::string CheckText004(std::string_view body) {
 }
 
 std::string CheckOpenMetrics(std::string_view body) {
-  if (!IsValidUtf8(body)) return Fail("utf8", "body is not valid UTF-8");
+  if (!IsValidUtf8(body)) return Fail("utf8", "body is not valid UTF-8 " + WhereUtf8Breaks(body));
   const auto lines = SplitLines(body);
   if (lines.empty() || lines.back() != "# EOF") return Fail("eof", "the last line is not # EOF");
   Checker checker(Dialect::kOpenMetrics);
