@@ -18,7 +18,8 @@
 //  - application/vnd.google.protobuf matches only with proto=io.prometheus.client.MetricFamily and
 //    encoding=delimited (the only encoding we write).
 //  - Parameters charset and escaping are ignored (we write UTF-8, and legacy names look the same
-//    under every escaping scheme); any other unknown parameter makes a range match nothing.
+//    under every escaping scheme); any other unknown parameter makes a type/subtype range match
+//    nothing. Parameters on `type/*` and `*/*` are ignored: they name no format to check them for.
 //  - No acceptable format (an absent, empty or unparseable header, only unknown types, q=0
 //    everywhere): text 0.0.4, never 406. Every Prometheus reads text, and v2 parses an unexpected
 //    Content-Type as text anyway.

@@ -45,6 +45,14 @@ bool ReadExemplarWords(const Cell* e, bool live, uint32_t attempts, uint64_t* wo
 }
 
 double AsDouble(uint64_t bits) { return std::bit_cast<double>(bits); }
+
+// A count the gateway keeps in a system cell of the accumulator bank. The bank is region memory
+// like any other: a value that is not a count (NaN, negative, too large) reads as 0, since
+// converting it to an integer would be undefined.
+uint64_t FoldedCount(const std::vector<double>& sums, uint32_t cell) {
+  const double v = cell < sums.size() ? sums[cell] : 0;
+  return v >= 0 && v < 0x1p64 ? static_cast<uint64_t>(v) : 0;
+}
 uint64_t AsBits(double v) { return std::bit_cast<uint64_t>(v); }
 double DecodeGauge(uint64_t e) { return std::bit_cast<double>(e ^ shm::kGaugeBias); }
 uint64_t EncodeGauge(double v) {
@@ -642,10 +650,8 @@ void RegionReader::MergeLocked(Snapshot& out) {
   }
   out.sums = folded_sums_;
   MergeBlocksLocked(pages, false, out);
-  out.folded_writers = static_cast<uint64_t>(
-      out.sums.size() > shm::kCellFoldedWriters ? out.sums[shm::kCellFoldedWriters] : 0);
-  out.folded_workers = static_cast<uint64_t>(
-      out.sums.size() > shm::kCellFoldedWorkers ? out.sums[shm::kCellFoldedWorkers] : 0);
+  out.folded_writers = FoldedCount(out.sums, shm::kCellFoldedWriters);
+  out.folded_workers = FoldedCount(out.sums, shm::kCellFoldedWorkers);
 
   struct GaugeAcc {
     bool has = false;

@@ -85,17 +85,31 @@ std::string LabelNameProblem(std::string_view name) {
   return NameProblem(name, false, "label names match [a-zA-Z_][a-zA-Z0-9_]*");
 }
 
+// Well-formed UTF-8 as Unicode defines it (Table 3-7): no overlong forms, no surrogates, nothing
+// above U+10FFFF. Go's utf8.ValidString and Python's decoder reject exactly these, so anything
+// looser reaches Prometheus as a body it refuses.
 std::string Utf8Problem(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
-    const size_t n = c < 0x80           ? 1
-                     : (c >> 5) == 0x6  ? 2
-                     : (c >> 4) == 0xe  ? 3
-                     : (c >> 3) == 0x1e ? 4
-                                        : 0;
+    size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xbf;  // the allowed range of the second byte
+    if (c < 0x80) {
+      n = 1;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 3;
+      if (c == 0xe0) lo = 0xa0;  // overlong below U+0800
+      if (c == 0xed) hi = 0x9f;  // surrogates U+D800..U+DFFF
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 4;
+      if (c == 0xf0) lo = 0x90;  // overlong below U+10000
+      if (c == 0xf4) hi = 0x8f;  // above U+10FFFF
+    }
     if (n == 0 || i + n > s.size()) return "invalid UTF-8 at byte " + std::to_string(i);
     for (size_t k = 1; k < n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2)
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if (k == 1 ? (b < lo || b > hi) : (b >> 6) != 0x2)
         return "invalid UTF-8 at byte " + std::to_string(i);
     }
     i += n;

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -542,6 +543,32 @@ TEST(RegionReaderReliabilityTest, SummaryObservingNaNStillParsesInOpenMetrics) {
   const auto parsed = testing::ParseOpenMetricsStrictly(body);
   ASSERT_TRUE(parsed.ok) << parsed.error << "\n" << body;
   EXPECT_EQ(parsed.samples.at(testing::SeriesKey("lat_seconds_count", {})), 2);
+}
+
+// The accumulator bank's system cells are region memory too (found by region_reader_fuzz_test):
+// a NaN there was converted to an integer, which is undefined (and read as 2^63 on x86).
+TEST(RegionReaderReliabilityTest, NonCountsInTheFoldedCountCellsReadAsZero) {
+  for (double bad : {double{NAN}, -1.0, 1e30}) {
+    ScopedRegionName name("folded-nan");
+    Client& client = Client::Attach(name.name, SmallOptions());
+    auto& c = BuildCounter().Name("c_total").Help("C.").Register(client);
+    InDyingChild([&] { c.Get().Inc(); });
+    RegionReader reader(shm::Region::Open(name.name));
+    {
+      auto region = shm::Region::Open(name.name);
+      const uint32_t bank = region->layout().bank_slot(region->header().fold_commit.load() & 1);
+      shm::Cell* page = region->page(region->directory(bank)[0].load());
+      ASSERT_NE(page, nullptr);
+      page[shm::kCellFoldedWriters].store(std::bit_cast<uint64_t>(bad));
+      page[shm::kCellFoldedWorkers].store(std::bit_cast<uint64_t>(bad));
+      region->header().fold_commit.fetch_add(2);  // a new commit word: the bank is decoded again
+    }
+    Snapshot snap;
+    reader.Collect(snap);
+    EXPECT_EQ(snap.folded_writers, 0u) << bad;
+    EXPECT_EQ(snap.folded_workers, 0u) << bad;
+    EXPECT_EQ(snap.sums[reader.series().at(0).view.cell_base], 1) << bad;
+  }
 }
 
 }  // namespace

@@ -255,5 +255,22 @@ TEST_F(RegistryTest, HashIsStableAndSeparatesFamilies) {
   EXPECT_NE(HashSeries(1, v), HashSeries(1, swapped));
 }
 
+// Issue 8 (found by region_reader_fuzz_test): only well-formed UTF-8 passes, as Go and Python
+// decide it. Overlong forms, surrogates and code points above U+10FFFF were accepted before and
+// reached the bodies, where Prometheus refuses them.
+TEST(Utf8ProblemTest, AcceptsOnlyWellFormedUtf8) {
+  for (std::string_view ok : {"", "plain", "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80", "\xed\x9f\xbf",
+                              "\xee\x80\x80", "\xef\xbf\xbf", "\xf0\x90\x80\x80",
+                              "\xf4\x8f\xbf\xbf", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"}) {
+    EXPECT_EQ(Utf8Problem(ok), "") << ::testing::PrintToString(std::string(ok));
+  }
+  for (std::string_view bad :
+       {"\xc0\x80", "\xc1\xbf", "\xe0\x80\x80", "\xe0\x9f\xbf", "\xed\xa0\x80", "\xed\xbf\xbf",
+        "\xf0\x80\x80\x80", "\xf0\x8f\xbf\xbf", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80",
+        "\xf7\xbf\xbf\xbf", "\xf8\x88\x80\x80\x80", "\xff", "\x80", "\xc3", "\xe2\x82", "a\xc3("}) {
+    EXPECT_NE(Utf8Problem(bad), "") << ::testing::PrintToString(std::string(bad));
+  }
+}
+
 }  // namespace
 }  // namespace shmetrics::shm
