@@ -110,6 +110,9 @@ struct FamilyCore::Table {
   uint32_t mask;
   uint32_t size = 0;
   std::unique_ptr<std::atomic<Entry*>[]> slots;
+  // The table this one replaced: readers may still be probing it, so it lives on, owned here
+  // rather than unreachable (which LeakSanitizer reports as a leak).
+  std::unique_ptr<Table> previous;
 };
 
 namespace {
@@ -262,6 +265,7 @@ HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_
         ++bigger->size;
       }
     }
+    bigger->previous.reset(t);
     table_.store(bigger, std::memory_order_release);
     t = bigger;
   }

@@ -14,7 +14,7 @@ inline constexpr uint32_t kNoSlot = 0xffffffffu;
 
 // One slot this process writes: the process-local page table the hot path reads.
 struct OwnedWriter {
-  PageEntry* pages = nullptr;  // pages_per_slot entries; never freed (see ~ThreadSlots)
+  PageEntry* pages = nullptr;  // pages_per_slot entries; freed with a thread's slot (~ThreadSlots)
   uint32_t slot = kNoSlot;
 };
 
