@@ -3,9 +3,13 @@
 # Source it from bash; it defines functions only and changes no shell options.
 #
 #   shmetrics_ensure_deps   apt-get install the Debian 12 packages that are missing (sudo when not root)
-#   shmetrics_ensure_build  configure build/ (Release) once, then build it
+#   shmetrics_ensure_build [DIR [CMAKE_ARGS...]]
+#                           configure DIR (default build/, Release) once, then build it; with
+#                           CMAKE_ARGS (scripts/test's sanitizer builds) DIR is configured with
+#                           them on every call, so a reused DIR always has exactly these options
 #
 # Both are idempotent: a second run checks dpkg and lets the build tool find nothing to do.
+# SHMETRICS_JOBS sets the build's parallelism (default: nproc).
 
 SHMETRICS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SHMETRICS_BUILD_DIR="${SHMETRICS_BUILD_DIR:-${SHMETRICS_ROOT}/build}"
@@ -54,13 +58,16 @@ shmetrics_ensure_deps() {
 }
 
 shmetrics_ensure_build() {
+  local dir="${1:-${SHMETRICS_BUILD_DIR}}"
+  local args=("${@:2}")
+  [[ ${#args[@]} -gt 0 ]] || args=(-DCMAKE_BUILD_TYPE=Release)
   # A configure that failed halfway leaves a cache but no build files: configure again then.
-  if [[ ! -f "${SHMETRICS_BUILD_DIR}/CMakeCache.txt" ||
-        ! ( -f "${SHMETRICS_BUILD_DIR}/Makefile" || -f "${SHMETRICS_BUILD_DIR}/build.ninja" ) ]]; then
-    shmetrics_log "configuring ${SHMETRICS_BUILD_DIR} (Release)"
-    cmake -S "${SHMETRICS_ROOT}" -B "${SHMETRICS_BUILD_DIR}" -DCMAKE_BUILD_TYPE=Release >&2 ||
-      shmetrics_die "cmake configure failed"
+  if [[ $# -gt 1 || ! -f "${dir}/CMakeCache.txt" ||
+        ! ( -f "${dir}/Makefile" || -f "${dir}/build.ninja" ) ]]; then
+    shmetrics_log "configuring ${dir} (${args[*]})"
+    cmake -S "${SHMETRICS_ROOT}" -B "${dir}" "${args[@]}" >&2 ||
+      shmetrics_die "cmake configure of ${dir} failed"
   fi
-  shmetrics_log "building ${SHMETRICS_BUILD_DIR}"
-  cmake --build "${SHMETRICS_BUILD_DIR}" -j"$(nproc)" >&2 || shmetrics_die "build failed"
+  shmetrics_log "building ${dir}"
+  cmake --build "${dir}" -j"${SHMETRICS_JOBS:-$(nproc)}" >&2 || shmetrics_die "build of ${dir} failed"
 }
