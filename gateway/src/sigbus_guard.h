@@ -21,7 +21,8 @@
 
 namespace shmetrics::gateway {
 
-inline constexpr int kMaxGuardedMappings = 8;
+// One per gateway in a process; tests and the benchmark keep dozens alive at once.
+inline constexpr int kMaxGuardedMappings = 256;
 
 class GuardedMapping {
  public:
