@@ -9,6 +9,7 @@
 // return once no operation is left pending. Modelled on Beast's advanced_server example.
 #include "http_server.h"
 
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -202,6 +203,12 @@ class Session : public std::enable_shared_from_this<Session> {
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
+  // Whether request bytes wait unread in the socket: an "idle" session that has them is a request
+  // about to start, not an idle one (FIONREAD on the descriptor; any error reads as none).
+  bool HasUnreadBytes() {
+    int n = 0;
+    return ::ioctl(native_fd_, FIONREAD, &n) == 0 && n > 0;
+  }
 
   void Run();
   void Close();  // from any thread
@@ -231,6 +238,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const HttpServerOptions& options_;
   const uint64_t id_;
   beast::tcp_stream stream_;
+  int native_fd_ = -1;  // stream_'s descriptor, for HasUnreadBytes from the listener
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
@@ -244,6 +252,7 @@ Session::Session(tcp::socket&& socket, Listener& listener, uint64_t id)
       id_(id),
       stream_(std::move(socket)),
       buffer_(std::size_t{options_.header_limit} + options_.body_limit + kPipelineSlack) {
+  native_fd_ = stream_.socket().native_handle();
   Bump(listener_.counters().open_connections);
 }
 
@@ -704,12 +713,22 @@ void Listener::OnAccept(beast::error_code ec, tcp::socket socket) {
 
 std::shared_ptr<Session> Listener::AdmitLocked(tcp::socket& socket,
                                                std::shared_ptr<Session>* evicted) {
-  while (sessions_.size() >= options_.max_connections && !idle_.empty()) {
-    auto it = sessions_.find(idle_.front());
-    idle_.pop_front();
-    if (it == sessions_.end()) continue;   // cannot happen: an idle id is registered
-    *evicted = it->second.session.lock();  // empty: it is being destroyed, its slot is free too
+  for (auto idle = idle_.begin();
+       sessions_.size() >= options_.max_connections && idle != idle_.end();) {
+    auto it = sessions_.find(*idle);
+    if (it == sessions_.end()) {  // cannot happen: an idle id is registered
+      idle = idle_.erase(idle);
+      continue;
+    }
+    std::shared_ptr<Session> candidate = it->second.session.lock();
+    if (candidate && candidate->HasUnreadBytes()) {  // a scrape whose request already arrived
+      ++idle;
+      continue;
+    }
+    idle = idle_.erase(idle);
+    it->second.idle.reset();
     sessions_.erase(it);
+    *evicted = std::move(candidate);  // empty: it is being destroyed, its slot is free too
     if (*evicted) break;
   }
   if (sessions_.size() >= options_.max_connections) return nullptr;
