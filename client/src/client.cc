@@ -129,9 +129,10 @@ std::vector<uint8_t> BuildBucketTable(const std::vector<double>& b, uint32_t* st
   for (uint32_t key = 0; key < 4096; ++key) {
     const bool negative = key & 2048;
     const int e = static_cast<int>(key & 2047);
-    double lo, hi;  // the values with these top bits lie in [lo, hi]
+    double lo, hi;    // the values with these top bits lie in [lo, hi]
     if (e == 2047) {  // infinities (NaN is handled before the table)
-      lo = hi = negative ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+      lo = hi = negative ? -std::numeric_limits<double>::infinity()
+                         : std::numeric_limits<double>::infinity();
     } else {
       const double small = e == 0 ? 0.0 : std::ldexp(1.0, e - 1023);
       const double big = std::ldexp(1.0, e - 1022);

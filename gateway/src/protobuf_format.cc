@@ -154,7 +154,8 @@ void FillNative(pb::Histogram* h, const shm::FamilyView& fv, const shm::native::
 // Exemplars of classic buckets; the +Inf bucket is implicit unless it carries one.
 void FillBucketExemplars(pb::Histogram* h, size_t finite, const std::vector<ExemplarValue>& ex) {
   for (size_t b = 0; b < finite && b < ex.size(); ++b) {
-    if (ex[b].present) FillExemplar(h->mutable_bucket(static_cast<int>(b))->mutable_exemplar(), ex[b]);
+    if (ex[b].present)
+      FillExemplar(h->mutable_bucket(static_cast<int>(b))->mutable_exemplar(), ex[b]);
   }
   if (ex.size() > finite && ex[finite].present) {
     pb::Bucket* inf = h->add_bucket();
@@ -216,7 +217,8 @@ void AppendProtobuf(const RegistryView& registry, const Snapshot& snap, std::str
         case shm::MetricType::kCounter: {
           pb::Counter* c = add_metric(s)->mutable_counter();
           c->set_value(snap.sums[base]);
-          if (si < snap.exemplars.size() && !snap.exemplars[si].empty() && snap.exemplars[si][0].present) {
+          if (si < snap.exemplars.size() && !snap.exemplars[si].empty() &&
+              snap.exemplars[si][0].present) {
             FillExemplar(c->mutable_exemplar(), snap.exemplars[si][0]);
           }
           if (s.view.created_unix_ns != 0)

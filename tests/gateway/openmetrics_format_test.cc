@@ -145,7 +145,7 @@ TEST(OpenMetricsFormatTest, StrictParserAcceptsItAndValuesMatchText) {
                 k.starts_with("fmt_latency_seconds_created") ||
                 k.starts_with("fmt_delta_celsius_created") || k.starts_with("fmt_offset_created") ||
                 k.starts_with("fmt_nan_observed_created") || k.starts_with("fmt_idle_created") ||
-                  k.starts_with("fmt_payload_bytes_created"))
+                k.starts_with("fmt_payload_bytes_created"))
         << k;
     EXPECT_GE(v, start - 5) << k;
     EXPECT_LE(v, now + 1) << k;
@@ -173,8 +173,7 @@ TEST(OpenMetricsFormatTest, StrictParserAcceptsItAndValuesMatchText) {
 TEST(OpenMetricsFormatTest, SummaryWithNegativeOrNaNSumKeepsItsCountOnly) {
   ScopedRegionName name("om-summary-sum");
   Client& client = Client::Attach(name.name, SmallOptions());
-  auto& family =
-      BuildSummary().Name("om_offset").Help("Signed.").Labels({"k"}).Register(client);
+  auto& family = BuildSummary().Name("om_offset").Help("Signed.").Labels({"k"}).Register(client);
   family.Add({"negative"}).Observe(-5);
   family.Add({"nan"}).Observe(std::numeric_limits<double>::quiet_NaN());
   family.Add({"positive"}).Observe(2);

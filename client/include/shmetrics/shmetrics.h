@@ -49,8 +49,8 @@ struct HandleData {
   uint32_t drop_cell = 0;     // where a dropped child counts its updates; 0: the region header
   uint32_t invalid_cell = 0;  // where invalid values (negative counter increments) are counted
   bool dropped = false;
-  bool most_recent = false;        // gauges: also stamp the time of each write
-  uint32_t bucket_count = 0;       // histograms: finite bounds
+  bool most_recent = false;   // gauges: also stamp the time of each write
+  uint32_t bucket_count = 0;  // histograms: finite bounds
   // Histograms: the bounds as detail::OrderKey()s, then a UINT64_MAX sentinel (so a search may
   // step onto +Inf without a range check). Integer compares: an FP load + compare on the bucket
   // search's dependency chain cost ~1 ns per Observe. Lives with the family.
@@ -63,8 +63,8 @@ struct HandleData {
   // Histograms: not dropped, not native, and one compare finds any bucket: Observe takes the
   // short path, which tests this one flag instead of three.
   bool short_observe = false;
-  uint32_t exemplar_offset = 0;    // 0: this family keeps no exemplars
-  detail::NativeParams native;     // window 0: not a native histogram
+  uint32_t exemplar_offset = 0;  // 0: this family keeps no exemplars
+  detail::NativeParams native;   // window 0: not a native histogram
 };
 
 // One label of an exemplar, e.g. {"trace_id", "4bf92f3577b34da6"}. Names and values together are
@@ -350,7 +350,7 @@ class Builder {
   friend Builder<Counter> BuildCounter();
   friend Builder<Gauge> BuildGauge();
   friend Builder<Histogram> BuildHistogram();
-Builder<Summary> BuildSummary();
+  Builder<Summary> BuildSummary();
   friend Builder<Summary> BuildSummary();
   explicit Builder(shm::MetricType type) { spec_.type = type; }
   shm::FamilySpec spec_;
