@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <thread>
 
@@ -79,7 +80,15 @@ void ExpectServesValueFor(const Gateway& gw, double value, Clock::duration durat
 RunResult RunGatewayAs(uid_t uid, gid_t gid, const std::vector<std::string>& args,
                        Clock::duration timeout = 10s) {
   const std::string log = TempPath("as-user.log");
-  std::vector<std::string> argv = {SHMETRICS_GATEWAY_BIN};
+  // The other user may not be able to reach the build tree (a clone inside a 0700 mktemp
+  // directory): it runs a copy in a directory of its own that anyone may enter.
+  char dir_template[] = "/tmp/shmetrics-as-user-XXXXXX";
+  const char* dir = ::mkdtemp(dir_template);
+  if (dir == nullptr || ::chmod(dir, 0755) != 0) return {};
+  const std::string bin = std::string(dir) + "/shmetrics-gateway";
+  std::filesystem::copy_file(SHMETRICS_GATEWAY_BIN, bin);
+  ::chmod(bin.c_str(), 0755);
+  std::vector<std::string> argv = {bin};
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<char*> cargv;
   for (std::string& a : argv) cargv.push_back(a.data());
@@ -98,6 +107,7 @@ RunResult RunGatewayAs(uid_t uid, gid_t gid, const std::vector<std::string>& arg
   p.KillAndWait();
   r.output = ReadFile(log);
   ::unlink(log.c_str());
+  std::filesystem::remove_all(dir);
   return r;
 }
 
