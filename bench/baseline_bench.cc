@@ -66,7 +66,8 @@ void BM_Baseline_SumArray(benchmark::State& state) {
     benchmark::DoNotOptimize(sum);
     benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(words * 8));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(words * 8));
 }
 BENCHMARK(BM_Baseline_SumArray)->Arg(1)->Arg(16)->Arg(64)->Unit(benchmark::kMicrosecond);
 

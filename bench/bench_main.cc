@@ -46,13 +46,14 @@ struct HelperArgs {
 };
 
 [[noreturn]] void Usage(const std::string& error) {
-  std::fprintf(stderr,
-               "shmetrics_bench: %s\n"
-               "usage: shmetrics_bench [benchmark flags]\n"
-               "       shmetrics_bench --helper=write [--iterations N] [--rounds R]\n"
-               "       shmetrics_bench --helper=scrape --series S --workers W [--dead D] [--scrapes R]\n"
-               "       shmetrics_bench --helper=memory --series S --workers W [--fraction F]\n",
-               error.c_str());
+  std::fprintf(
+      stderr,
+      "shmetrics_bench: %s\n"
+      "usage: shmetrics_bench [benchmark flags]\n"
+      "       shmetrics_bench --helper=write [--iterations N] [--rounds R]\n"
+      "       shmetrics_bench --helper=scrape --series S --workers W [--dead D] [--scrapes R]\n"
+      "       shmetrics_bench --helper=memory --series S --workers W [--fraction F]\n",
+      error.c_str());
   std::exit(2);
 }
 
@@ -64,7 +65,8 @@ HelperArgs ParseHelperArgs(int argc, char** argv) {
       a.mode = arg.substr(9);
       continue;
     }
-    if (!arg.starts_with("--") || i + 1 >= argc) Usage("unexpected argument '" + std::string(arg) + "'");
+    if (!arg.starts_with("--") || i + 1 >= argc)
+      Usage("unexpected argument '" + std::string(arg) + "'");
     const std::string_view text = argv[++i];
     double v = 0;
     auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -99,8 +101,12 @@ int HelperWrite(const HelperArgs& a) {
   const auto iterations = static_cast<uint64_t>(a.Get("iterations", 50'000'000));
   const auto rounds = static_cast<int>(std::max(1.0, a.Get("rounds", 5)));
   Client& client = Client::Attach(NewRegionName("write-helper"), SizedOptions(1, 4));
-  Counter& c = BuildCounter().Name("bench_requests_total").Help("Requests.").Labels({"route", "code"})
-                   .Register(client).Add({"/api/v1/resource/0", "200"});
+  Counter& c = BuildCounter()
+                   .Name("bench_requests_total")
+                   .Help("Requests.")
+                   .Labels({"route", "code"})
+                   .Register(client)
+                   .Add({"/api/v1/resource/0", "200"});
   int fds[2];
   if (::pipe(fds) != 0) return 1;
   const pid_t pid = ::fork();
@@ -114,7 +120,8 @@ int HelperWrite(const HelperArgs& a) {
         c.Inc();
         benchmark::ClobberMemory();
       }
-      ns.push_back(std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / double(iterations));
+      ns.push_back(std::chrono::duration<double, std::nano>(Clock::now() - t0).count() /
+                   double(iterations));
     }
     const double result = Median(ns);
     ::_exit(::write(fds[1], &result, sizeof result) == sizeof result ? 0 : 1);
@@ -156,10 +163,11 @@ int HelperScrape(const HelperArgs& a) {
       }
     }
   }
-  std::printf("{\"median_seconds\": %.9f, \"min_seconds\": %.9f, \"body_bytes\": %zu, \"scrapes\": %d, "
-              "\"writer_bytes_per_series_writer\": %.3f, \"used_bytes_per_series_writer\": %.3f}\n",
-              Median(seconds), *std::min_element(seconds.begin(), seconds.end()), bytes, scrapes,
-              fx.memory().writer_bytes_per_pair(), fx.memory().used_bytes_per_pair());
+  std::printf(
+      "{\"median_seconds\": %.9f, \"min_seconds\": %.9f, \"body_bytes\": %zu, \"scrapes\": %d, "
+      "\"writer_bytes_per_series_writer\": %.3f, \"used_bytes_per_series_writer\": %.3f}\n",
+      Median(seconds), *std::min_element(seconds.begin(), seconds.end()), bytes, scrapes,
+      fx.memory().writer_bytes_per_pair(), fx.memory().used_bytes_per_pair());
   return 0;
 }
 
@@ -174,8 +182,12 @@ int HelperMemory(const HelperArgs& a) {
   Client& client = Client::Attach(NewRegionName("memory"), SizedOptions(series, workers));
   std::vector<Counter*> counters;
   for (uint32_t f = 0; f < FamilyCount(series); ++f) {
-    auto& family = BuildCounter().Name(FamilyName(f) + "_total").Help(FamilyHelp(f)).Labels({"route", "code"})
-                       .MaxSeries(kSeriesPerFamily).Register(client);
+    auto& family = BuildCounter()
+                       .Name(FamilyName(f) + "_total")
+                       .Help(FamilyHelp(f))
+                       .Labels({"route", "code"})
+                       .MaxSeries(kSeriesPerFamily)
+                       .Register(client);
     for (uint32_t i = f * kSeriesPerFamily; i < std::min(series, (f + 1) * kSeriesPerFamily); ++i) {
       counters.push_back(&family.Add({RouteLabel(i), "200"}));
     }
@@ -209,10 +221,13 @@ int HelperMemory(const HelperArgs& a) {
   }
   cv.notify_all();
   for (std::thread& t : threads) t.join();
-  std::printf("{\"series\": %u, \"workers\": %u, \"fraction\": %.4f, \"pairs\": %llu, \"writer_pages\": %llu, "
-              "\"writer_bytes_per_series_writer\": %.3f, \"used_bytes_per_series_writer\": %.3f}\n",
-              series, workers, fraction, static_cast<unsigned long long>(m.pairs),
-              static_cast<unsigned long long>(m.writer_pages), m.writer_bytes_per_pair(), m.used_bytes_per_pair());
+  std::printf(
+      "{\"series\": %u, \"workers\": %u, \"fraction\": %.4f, \"pairs\": %llu, \"writer_pages\": "
+      "%llu, "
+      "\"writer_bytes_per_series_writer\": %.3f, \"used_bytes_per_series_writer\": %.3f}\n",
+      series, workers, fraction, static_cast<unsigned long long>(m.pairs),
+      static_cast<unsigned long long>(m.writer_pages), m.writer_bytes_per_pair(),
+      m.used_bytes_per_pair());
   return 0;
 }
 
@@ -250,7 +265,8 @@ class CheckingReporter : public benchmark::ConsoleReporter {
 
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
-    if (std::string_view(argv[i]).starts_with("--helper=")) return shmetrics::bench::RunHelper(argc, argv);
+    if (std::string_view(argv[i]).starts_with("--helper="))
+      return shmetrics::bench::RunHelper(argc, argv);
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
@@ -259,7 +275,8 @@ int main(int argc, char** argv) {
   try {
     benchmark::RunSpecifiedBenchmarks(&reporter);
     if (reporter.failed()) {
-      std::fprintf(stderr, "shmetrics_bench: a benchmark reported an error (see ERROR OCCURRED above)\n");
+      std::fprintf(stderr,
+                   "shmetrics_bench: a benchmark reported an error (see ERROR OCCURRED above)\n");
       status = 1;
     }
   } catch (const std::exception& e) {

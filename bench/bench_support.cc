@@ -39,7 +39,8 @@ double SampleValue(std::string_view line) {
 }
 
 [[noreturn]] void Fail(const std::string& what) {
-  throw std::runtime_error("scrape fixture: " + what + (errno ? std::string(": ") + std::strerror(errno) : ""));
+  throw std::runtime_error("scrape fixture: " + what +
+                           (errno ? std::string(": ") + std::strerror(errno) : ""));
 }
 
 }  // namespace
@@ -53,7 +54,8 @@ std::string RouteLabel(uint32_t series) { return "/api/v1/resource/" + std::to_s
 
 std::string NewRegionName(const std::string& what) {
   static int counter = 0;
-  std::string name = "shmetrics-bench-" + std::to_string(::getpid()) + "-" + what + "-" + std::to_string(counter++);
+  std::string name = "shmetrics-bench-" + std::to_string(::getpid()) + "-" + what + "-" +
+                     std::to_string(counter++);
   shm::Region::Remove(name);
   CreatedRegions().push_back(name);
   return name;
@@ -100,7 +102,8 @@ RegionMemory MeasureRegionMemory(const shm::Region& region) {
   }
   std::vector<const shm::Cell*> pages(l.pages_per_slot);
   for (uint32_t slot = 0; slot < l.max_slots; ++slot) {
-    if (region.slot(slot)->state.load(std::memory_order_acquire) != static_cast<uint32_t>(shm::SlotState::kActive)) {
+    if (region.slot(slot)->state.load(std::memory_order_acquire) !=
+        static_cast<uint32_t>(shm::SlotState::kActive)) {
       continue;
     }
     ++m.live_writers;
@@ -110,7 +113,8 @@ RegionMemory MeasureRegionMemory(const shm::Region& region) {
       pages[p] = index == shm::kNoPage ? nullptr : region.page(index);
       if (pages[p]) ++m.writer_pages;
     }
-    m.writer_bytes += sizeof(shm::SlotHeader) + uint64_t{l.pages_per_slot} * sizeof(shm::DirectoryEntry);
+    m.writer_bytes +=
+        sizeof(shm::SlotHeader) + uint64_t{l.pages_per_slot} * sizeof(shm::DirectoryEntry);
     for (const Range& r : ranges) {
       for (uint32_t c = r.base; c < r.base + r.cells; ++c) {
         const shm::Cell* page = pages[c / shm::kCellsPerPage];
@@ -122,21 +126,26 @@ RegionMemory MeasureRegionMemory(const shm::Region& region) {
     }
   }
   m.writer_bytes += m.writer_pages * shm::kPageBytes;
-  m.used_bytes = l.pages_offset + uint64_t{h.pages_used.load(std::memory_order_relaxed)} * shm::kPageBytes;
+  m.used_bytes =
+      l.pages_offset + uint64_t{h.pages_used.load(std::memory_order_relaxed)} * shm::kPageBytes;
   return m;
 }
 
 ScrapeFixture::ScrapeFixture(uint32_t series, uint32_t live, uint32_t dead, Writers kind,
                              uint64_t live_amount)
     : series_(series), live_(live), dead_(dead), live_amount_(live_amount), kind_(kind) {
-  region_name_ = NewRegionName("scrape-" + std::to_string(series) + "-" + std::to_string(live) + "-" +
-                               std::to_string(dead));
+  region_name_ = NewRegionName("scrape-" + std::to_string(series) + "-" + std::to_string(live) +
+                               "-" + std::to_string(dead));
   const shm::RegionOptions options = SizedOptions(series, live + kDeadBatch);
   client_ = &Client::Attach(region_name_, options);
   counters_.reserve(series);
   for (uint32_t f = 0; f < FamilyCount(series); ++f) {
-    auto& family = BuildCounter().Name(FamilyName(f) + "_total").Help(FamilyHelp(f))
-                       .Labels({"route", "code"}).MaxSeries(kSeriesPerFamily).Register(*client_);
+    auto& family = BuildCounter()
+                       .Name(FamilyName(f) + "_total")
+                       .Help(FamilyHelp(f))
+                       .Labels({"route", "code"})
+                       .MaxSeries(kSeriesPerFamily)
+                       .Register(*client_);
     for (uint32_t i = f * kSeriesPerFamily; i < std::min(series, (f + 1) * kSeriesPerFamily); ++i) {
       counters_.push_back(&family.Add({RouteLabel(i), "200"}));
     }
@@ -254,9 +263,11 @@ std::string ScrapeFixture::Check(const std::string& body) const {
       folded = SampleValue(line);
     }
   }
-  if (samples != series_) return std::to_string(samples) + " series in the body, expected " + std::to_string(series_);
+  if (samples != series_)
+    return std::to_string(samples) + " series in the body, expected " + std::to_string(series_);
   if (folded != static_cast<double>(dead_)) {
-    return "shmetrics_writers_folded_total " + std::to_string(folded) + ", expected " + std::to_string(dead_);
+    return "shmetrics_writers_folded_total " + std::to_string(folded) + ", expected " +
+           std::to_string(dead_);
   }
   return {};
 }

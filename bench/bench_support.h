@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "gateway.h"
-#include "workload.h"
 #include "shmetrics/shmetrics.h"
+#include "workload.h"
 
 namespace shmetrics::bench {
 
@@ -39,15 +39,16 @@ void RemoveRegions();
 // Options for a region that holds `series` series of `cells_per_series` cells each (in families
 // of kSeriesPerFamily) written by up to `writer_slots` concurrent writers, every writer touching
 // every series. Sized exactly: fixed sections + (writers + 2 accumulator banks) x all pages.
-shm::RegionOptions SizedOptions(uint32_t series, uint32_t writer_slots, uint32_t cells_per_series = 1);
+shm::RegionOptions SizedOptions(uint32_t series, uint32_t writer_slots,
+                                uint32_t cells_per_series = 1);
 
 // Memory of the live writers of a region, measured from the region itself.
 struct RegionMemory {
   uint64_t live_writers = 0;
-  uint64_t writer_pages = 0;     // pages mapped in live writers' directories
-  uint64_t writer_bytes = 0;     // those pages + the writers' directories and slot headers
-  uint64_t pairs = 0;            // (series, live writer) pairs with a non-zero cell
-  uint64_t used_bytes = 0;       // what the gateway reports as used: fixed sections + pages handed out
+  uint64_t writer_pages = 0;  // pages mapped in live writers' directories
+  uint64_t writer_bytes = 0;  // those pages + the writers' directories and slot headers
+  uint64_t pairs = 0;         // (series, live writer) pairs with a non-zero cell
+  uint64_t used_bytes = 0;    // what the gateway reports as used: fixed sections + pages handed out
   double writer_bytes_per_pair() const { return pairs ? double(writer_bytes) / double(pairs) : 0; }
   double used_bytes_per_pair() const { return pairs ? double(used_bytes) / double(pairs) : 0; }
 };

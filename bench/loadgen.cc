@@ -11,7 +11,8 @@
 //
 //   sum of loadgen_requests_total            == requests_total
 //   sum of loadgen_latency_seconds_count     == latency_count
-//   sum of loadgen_latency_seconds_sum       ~= latency_sum (floating point, summed in another order)
+//   sum of loadgen_latency_seconds_sum       ~= latency_sum (floating point, summed in another
+//   order)
 //
 // It needs no gateway. Uses only shmetrics::client.
 #include <sys/prctl.h>
@@ -40,7 +41,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kUsage = R"(Usage: shmetrics-loadgen --region NAME --workers P --threads T --seconds S --series K
+constexpr const char* kUsage =
+    R"(Usage: shmetrics-loadgen --region NAME --workers P --threads T --seconds S --series K
 
 Forks P worker processes with T threads each that, for S seconds, update K counter series
 (loadgen_requests_total{key}) and K histogram series (loadgen_latency_seconds{key}, 10 buckets)
@@ -91,8 +93,8 @@ long ParseLong(std::string_view flag, std::string_view text, long lo, long hi) {
   long v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc() || p != text.data() + text.size() || v < lo || v > hi) {
-    Usage("invalid value for " + std::string(flag) + ": '" + std::string(text) + "' (want an integer in " +
-          std::to_string(lo) + ".." + std::to_string(hi) + ")");
+    Usage("invalid value for " + std::string(flag) + ": '" + std::string(text) +
+          "' (want an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
   }
   return v;
 }
@@ -106,8 +108,9 @@ Options Parse(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       std::exit(0);
     }
-    if (i + 1 >= argc) Usage(arg.starts_with("--") ? "option " + std::string(arg) + " needs a value"
-                                                    : "unexpected argument '" + std::string(arg) + "'");
+    if (i + 1 >= argc)
+      Usage(arg.starts_with("--") ? "option " + std::string(arg) + " needs a value"
+                                  : "unexpected argument '" + std::string(arg) + "'");
     const std::string_view value = argv[++i];
     if (arg == "--region") {
       o.region = value;
@@ -142,10 +145,12 @@ shmetrics::RegionOptions Sized(const Options& o) {
   shmetrics::RegionOptions r;
   const auto k = static_cast<uint64_t>(o.series);
   const uint32_t hist_cells =
-      shmetrics::shm::ComputeSeriesLayout(shmetrics::shm::MetricType::kHistogram, {}, 10, 0, 0).cells;
+      shmetrics::shm::ComputeSeriesLayout(shmetrics::shm::MetricType::kHistogram, {}, 10, 0, 0)
+          .cells;
   uint64_t cells = k + k * hist_cells;
   cells += cells / shmetrics::shm::kCellsPerPage * hist_cells + 64 + shmetrics::shm::kSystemCells;
-  cells = (cells + shmetrics::shm::kCellsPerPage - 1) / shmetrics::shm::kCellsPerPage * shmetrics::shm::kCellsPerPage;
+  cells = (cells + shmetrics::shm::kCellsPerPage - 1) / shmetrics::shm::kCellsPerPage *
+          shmetrics::shm::kCellsPerPage;
   r.max_cells = static_cast<uint32_t>(std::max<uint64_t>(cells, 2 * shmetrics::shm::kCellsPerPage));
   r.max_series = static_cast<uint32_t>(2 * k + 64);
   r.max_families = 64;
@@ -153,7 +158,8 @@ shmetrics::RegionOptions Sized(const Options& o) {
   r.string_bytes = static_cast<uint32_t>(64 * k + (64 << 10));
   r.size_bytes = 1ull << 39;  // placeholder, to learn where the page pool starts
   const shmetrics::shm::Layout l = shmetrics::shm::ComputeLayout(r);
-  r.size_bytes = l.pages_offset + (1 + uint64_t{l.total_slots()} * l.pages_per_slot) * shmetrics::shm::kPageBytes;
+  r.size_bytes = l.pages_offset +
+                 (1 + uint64_t{l.total_slots()} * l.pages_per_slot) * shmetrics::shm::kPageBytes;
   return r;
 }
 
@@ -188,7 +194,8 @@ Report RunWorker(shmetrics::Client& client, const Metrics& m, const Options& o, 
     threads.emplace_back([&, t] {
       client.ClaimSlotNow();  // this thread's slot, before the clock starts
       const std::vector<double>& values = shmetrics::bench::ObservationStream();
-      size_t key = static_cast<size_t>(t) * k / static_cast<size_t>(o.threads);  // spread threads over the keys
+      size_t key = static_cast<size_t>(t) * k /
+                   static_cast<size_t>(o.threads);  // spread threads over the keys
       uint64_t n = 0;
       start.wait(false, std::memory_order_acquire);
       while (!stop.load(std::memory_order_relaxed)) {
@@ -223,21 +230,30 @@ Report RunWorker(shmetrics::Client& client, const Metrics& m, const Options& o, 
 }
 
 void PrintLine(const char* prefix, const Report& r, long threads) {
-  std::printf("%s threads=%ld seconds=%.3f updates=%llu updates_per_second=%.1f requests_total=%llu "
-              "latency_count=%llu latency_sum=%.17g\n",
-              prefix, threads, r.seconds, static_cast<unsigned long long>(r.updates),
-              r.seconds > 0 ? static_cast<double>(r.updates) / r.seconds : 0.0,
-              static_cast<unsigned long long>(r.requests), static_cast<unsigned long long>(r.observations),
-              r.latency_sum);
+  std::printf(
+      "%s threads=%ld seconds=%.3f updates=%llu updates_per_second=%.1f requests_total=%llu "
+      "latency_count=%llu latency_sum=%.17g\n",
+      prefix, threads, r.seconds, static_cast<unsigned long long>(r.updates),
+      r.seconds > 0 ? static_cast<double>(r.updates) / r.seconds : 0.0,
+      static_cast<unsigned long long>(r.requests), static_cast<unsigned long long>(r.observations),
+      r.latency_sum);
 }
 
 int Run(const Options& o) {
   shmetrics::Client& client = shmetrics::Client::Attach(o.region, Sized(o));
   Metrics m;
-  auto& requests = shmetrics::BuildCounter().Name("loadgen_requests_total").Help("Requests simulated by shmetrics-loadgen.")
-                       .Labels({"key"}).MaxSeries(static_cast<uint32_t>(o.series)).Register(client);
-  auto& latency = shmetrics::BuildHistogram().Name("loadgen_latency_seconds").Help("Latency simulated by shmetrics-loadgen.")
-                      .Labels({"key"}).Buckets(shmetrics::bench::TenBuckets()).MaxSeries(static_cast<uint32_t>(o.series))
+  auto& requests = shmetrics::BuildCounter()
+                       .Name("loadgen_requests_total")
+                       .Help("Requests simulated by shmetrics-loadgen.")
+                       .Labels({"key"})
+                       .MaxSeries(static_cast<uint32_t>(o.series))
+                       .Register(client);
+  auto& latency = shmetrics::BuildHistogram()
+                      .Name("loadgen_latency_seconds")
+                      .Help("Latency simulated by shmetrics-loadgen.")
+                      .Labels({"key"})
+                      .Buckets(shmetrics::bench::TenBuckets())
+                      .MaxSeries(static_cast<uint32_t>(o.series))
                       .Register(client);
   for (long i = 0; i < o.series; ++i) {
     const std::string key = std::to_string(i);
@@ -301,13 +317,16 @@ int Run(const Options& o) {
   // Workers are numbered in fork order; reports arrive in completion order and carry their pid.
   Report total;
   for (size_t i = 0; i < pids.size(); ++i) {
-    auto it = std::find_if(reports.begin(), reports.end(), [&](const Report& r) { return r.pid == pids[i]; });
+    auto it = std::find_if(reports.begin(), reports.end(),
+                           [&](const Report& r) { return r.pid == pids[i]; });
     if (it == reports.end()) {
-      std::fprintf(stderr, "shmetrics-loadgen: no report from worker pid %d\n", static_cast<int>(pids[i]));
+      std::fprintf(stderr, "shmetrics-loadgen: no report from worker pid %d\n",
+                   static_cast<int>(pids[i]));
       return 1;
     }
     const Report& r = *it;
-    PrintLine(("worker=" + std::to_string(i) + " pid=" + std::to_string(r.pid)).c_str(), r, o.threads);
+    PrintLine(("worker=" + std::to_string(i) + " pid=" + std::to_string(r.pid)).c_str(), r,
+              o.threads);
     total.updates += r.updates;
     total.requests += r.requests;
     total.observations += r.observations;
@@ -317,17 +336,21 @@ int Run(const Options& o) {
   // Total rate = the sum of the workers' rates (each over its own measured interval).
   double rate = 0;
   for (const Report& r : reports) rate += static_cast<double>(r.updates) / r.seconds;
-  std::printf("total workers=%ld threads=%ld seconds=%.3f updates=%llu updates_per_second=%.1f requests_total=%llu "
-              "latency_count=%llu latency_sum=%.17g\n",
-              o.workers, o.threads, total.seconds, static_cast<unsigned long long>(total.updates), rate,
-              static_cast<unsigned long long>(total.requests), static_cast<unsigned long long>(total.observations),
-              total.latency_sum);
+  std::printf(
+      "total workers=%ld threads=%ld seconds=%.3f updates=%llu updates_per_second=%.1f "
+      "requests_total=%llu "
+      "latency_count=%llu latency_sum=%.17g\n",
+      o.workers, o.threads, total.seconds, static_cast<unsigned long long>(total.updates), rate,
+      static_cast<unsigned long long>(total.requests),
+      static_cast<unsigned long long>(total.observations), total.latency_sum);
   std::fflush(stdout);
   const uint64_t drops = Drops(client) - drops_before;
   if (drops != 0) {
-    std::fprintf(stderr, "shmetrics-loadgen: %llu updates or registrations were dropped: region \"%s\" is too small "
-                 "for %ld workers x %ld threads x %ld series (see README, \"Limits and sizing\")\n",
-                 static_cast<unsigned long long>(drops), o.region.c_str(), o.workers, o.threads, o.series);
+    std::fprintf(
+        stderr,
+        "shmetrics-loadgen: %llu updates or registrations were dropped: region \"%s\" is too small "
+        "for %ld workers x %ld threads x %ld series (see README, \"Limits and sizing\")\n",
+        static_cast<unsigned long long>(drops), o.region.c_str(), o.workers, o.threads, o.series);
     return 1;
   }
   return 0;

@@ -27,13 +27,20 @@ struct PeerMetrics {
 PeerMetrics& Peer() {
   static PeerMetrics* m = [] {
     auto* p = new PeerMetrics();
-    p->requests = &prometheus::BuildCounter().Name("bench_http_requests_total").Help("Requests.").Register(*p->registry);
+    p->requests = &prometheus::BuildCounter()
+                       .Name("bench_http_requests_total")
+                       .Help("Requests.")
+                       .Register(*p->registry);
     for (const char* m : {"GET", "POST", "PUT", "DELETE"}) {
-      for (const char* c : {"200", "201", "304", "404", "500", "503"}) p->requests->Add({{"method", m}, {"code", c}});
+      for (const char* c : {"200", "201", "304", "404", "500", "503"})
+        p->requests->Add({{"method", m}, {"code", c}});
     }
     p->counter = &p->requests->Add({{"method", "GET"}, {"code", "200"}});
     const std::vector<double> b = TenBuckets();
-    p->histogram = &prometheus::BuildHistogram().Name("bench_latency_seconds").Help("Latency.").Register(*p->registry)
+    p->histogram = &prometheus::BuildHistogram()
+                        .Name("bench_latency_seconds")
+                        .Help("Latency.")
+                        .Register(*p->registry)
                         .Add({}, prometheus::Histogram::BucketBoundaries(b.begin(), b.end()));
     return p;
   }();
@@ -79,8 +86,12 @@ void BM_PrometheusCpp_Serialize(benchmark::State& state) {
   if (!registry) {
     registry = std::make_shared<prometheus::Registry>();
     for (uint32_t f = 0; f < FamilyCount(series); ++f) {
-      auto& family = prometheus::BuildCounter().Name(FamilyName(f) + "_total").Help(FamilyHelp(f)).Register(*registry);
-      for (uint32_t i = f * kSeriesPerFamily; i < std::min(series, (f + 1) * kSeriesPerFamily); ++i) {
+      auto& family = prometheus::BuildCounter()
+                         .Name(FamilyName(f) + "_total")
+                         .Help(FamilyHelp(f))
+                         .Register(*registry);
+      for (uint32_t i = f * kSeriesPerFamily; i < std::min(series, (f + 1) * kSeriesPerFamily);
+           ++i) {
         family.Add({{"route", RouteLabel(i)}, {"code", "200"}}).Increment();
       }
     }
@@ -95,7 +106,11 @@ void BM_PrometheusCpp_Serialize(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
   state.counters["body_bytes"] = static_cast<double>(bytes);
 }
-BENCHMARK(BM_PrometheusCpp_Serialize)->Arg(1000)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PrometheusCpp_Serialize)
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Arg(100000)
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace shmetrics::bench

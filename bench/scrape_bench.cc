@@ -30,14 +30,17 @@ void RunScrape(benchmark::State& state, ScrapeFixture& fx) {
 void BM_Scrape_Text(benchmark::State& state) {
   ScrapeFixture* fx = nullptr;
   try {
-    fx = &CachedScrapeFixture(static_cast<uint32_t>(state.range(0)), static_cast<uint32_t>(state.range(1)), 0);
+    fx = &CachedScrapeFixture(static_cast<uint32_t>(state.range(0)),
+                              static_cast<uint32_t>(state.range(1)), 0);
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
     return;
   }
   RunScrape(state, *fx);
 }
-BENCHMARK(BM_Scrape_Text)->ArgsProduct({{1000, 10000, 100000}, {1, 16, 64}})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Scrape_Text)
+    ->ArgsProduct({{1000, 10000, 100000}, {1, 16, 64}})
+    ->Unit(benchmark::kMillisecond);
 
 // <dead>: 10000 series, 4 live writers, after <dead> writers wrote every series, exited and were
 // folded. What dead writers leave is one accumulator: the time must not depend on <dead>. The

@@ -9,9 +9,12 @@
 namespace shmetrics::bench {
 
 // The ten histogram bounds of the write-path benchmarks and the load generator.
-inline std::vector<double> TenBuckets() { return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}; }
+inline std::vector<double> TenBuckets() {
+  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+}
 
-inline constexpr uint32_t kObservations = 1024;  // a power of two: index with i & (kObservations - 1)
+inline constexpr uint32_t kObservations =
+    1024;  // a power of two: index with i & (kObservations - 1)
 
 // A fixed stream of observations, log-uniform over [1 ms, 10 s] from a fixed LCG: every bucket
 // and +Inf get hits, in an order the branch predictor cannot learn.

@@ -38,8 +38,11 @@ WriteMetrics& Metrics() {
     options.string_bytes = 64u << 10;
     const std::string name = NewRegionName("write");
     w->client = &Client::Attach(name, options);
-    w->requests = &BuildCounter().Name("bench_http_requests_total").Help("Requests.")
-                       .Labels({"method", "code"}).Register(*w->client);
+    w->requests = &BuildCounter()
+                       .Name("bench_http_requests_total")
+                       .Help("Requests.")
+                       .Labels({"method", "code"})
+                       .Register(*w->client);
     // A family of realistic size: 4 methods x 6 codes, so a lookup probes a populated table.
     for (const char* m : {"GET", "POST", "PUT", "DELETE"}) {
       for (const char* c : {"200", "201", "304", "404", "500", "503"}) w->requests->Add({m, c});
@@ -49,8 +52,12 @@ WriteMetrics& Metrics() {
     // took the double path (3.3 ns instead of 1.25 ns) for the rest of the process.
     w->fractional = &w->requests->Add({"POST", "200"});
     w->gauge = &BuildGauge().Name("bench_in_flight").Help("In flight.").Register(*w->client).Get();
-    w->histogram = &BuildHistogram().Name("bench_latency_seconds").Help("Latency.").Buckets(TenBuckets())
-                        .Register(*w->client).Get();
+    w->histogram = &BuildHistogram()
+                        .Name("bench_latency_seconds")
+                        .Help("Latency.")
+                        .Buckets(TenBuckets())
+                        .Register(*w->client)
+                        .Get();
     w->reader = std::make_unique<gateway::RegionReader>(shm::Region::Open(name));
     return w;
   }();
@@ -66,7 +73,8 @@ uint64_t Drops() {
 
 // A benchmark that measured the drop path instead of the write path must not report a number.
 void CheckNoDrops(benchmark::State& state, uint64_t before) {
-  if (state.thread_index() == 0 && Drops() != before) state.SkipWithError("updates were dropped (no slot or page)");
+  if (state.thread_index() == 0 && Drops() != before)
+    state.SkipWithError("updates were dropped (no slot or page)");
 }
 
 void BM_Counter_Inc(benchmark::State& state) {

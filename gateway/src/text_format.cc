@@ -1,14 +1,15 @@
 #include "text_format.h"
 
-#include "openmetrics_format.h"
-
 #include <charconv>
 #include <cmath>
+
+#include "openmetrics_format.h"
 
 namespace shmetrics::gateway::text {
 
 void AppendSeriesName(std::string& out, std::string_view name, std::string_view suffix,
-                      std::string_view labels, const char* extra_name, std::string_view extra_value) {
+                      std::string_view labels, const char* extra_name,
+                      std::string_view extra_value) {
   out += name;
   out += suffix;
   if (labels.empty() && extra_name == nullptr) return;

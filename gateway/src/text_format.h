@@ -13,7 +13,8 @@ namespace shmetrics::gateway::text {
 // `name suffix{labels[,extra_name="extra_value"]}`: the series part of a sample line, shared by the
 // text and OpenMetrics encoders (labels and extra_value already escaped).
 void AppendSeriesName(std::string& out, std::string_view name, std::string_view suffix,
-                      std::string_view labels, const char* extra_name, std::string_view extra_value);
+                      std::string_view labels, const char* extra_name,
+                      std::string_view extra_value);
 // The TYPE word of a family ("counter", "gauge", "histogram", "summary").
 const char* TypeName(shm::MetricType type);
 

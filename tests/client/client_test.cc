@@ -130,7 +130,9 @@ TEST(ClientTest, SummaryMergesCountAndSum) {
   Reader r(name.name);
   EXPECT_EQ(r.Cell("payload_bytes", {}, 0), 2);   // count
   EXPECT_EQ(r.Cell("payload_bytes", {}, 1), 42);  // sum
-  EXPECT_NE(ErrorOf([&] { BuildSummary().Name("x_bytes").Help("X.").Exemplars().Register(c); }).find("exemplars"),
+  EXPECT_NE(ErrorOf([&] {
+              BuildSummary().Name("x_bytes").Help("X.").Exemplars().Register(c);
+            }).find("exemplars"),
             std::string::npos);
 }
 
@@ -154,10 +156,19 @@ TEST(ClientTest, BucketTableAgreesWithPlainSearch) {
   std::mt19937_64 rng(3);
   for (size_t set = 0; set < bound_sets.size(); ++set) {
     const auto& bounds = bound_sets[set];
-    auto& fam = BuildHistogram().Name("bt_" + std::to_string(set) + "_seconds").Help("B.").Buckets(bounds).Register(c);
+    auto& fam = BuildHistogram()
+                    .Name("bt_" + std::to_string(set) + "_seconds")
+                    .Help("B.")
+                    .Buckets(bounds)
+                    .Register(c);
     Histogram& h = fam.Get();
-    std::vector<double> values = {0.0, -0.0, 1e-320, -1e-320, std::numeric_limits<double>::infinity(),
-                                  -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()};
+    std::vector<double> values = {0.0,
+                                  -0.0,
+                                  1e-320,
+                                  -1e-320,
+                                  std::numeric_limits<double>::infinity(),
+                                  -std::numeric_limits<double>::infinity(),
+                                  std::numeric_limits<double>::quiet_NaN()};
     for (double b : bounds) {
       values.push_back(b);
       values.push_back(std::nextafter(b, INFINITY));
@@ -168,7 +179,8 @@ TEST(ClientTest, BucketTableAgreesWithPlainSearch) {
       double v;
       std::memcpy(&v, &bits, sizeof v);
       values.push_back(v);
-      values.push_back(std::ldexp(static_cast<double>(rng() % 1000) / 1000.0, static_cast<int>(rng() % 60) - 30));
+      values.push_back(std::ldexp(static_cast<double>(rng() % 1000) / 1000.0,
+                                  static_cast<int>(rng() % 60) - 30));
     }
     std::vector<double> expected(bounds.size() + 1, 0);
     for (double v : values) {
@@ -179,7 +191,8 @@ TEST(ClientTest, BucketTableAgreesWithPlainSearch) {
     }
     Reader r(name.name);
     for (size_t b = 0; b <= bounds.size(); ++b) {
-      EXPECT_EQ(r.Cell(fam.name(), {}, static_cast<uint32_t>(b)), expected[b]) << "set " << set << " bucket " << b;
+      EXPECT_EQ(r.Cell(fam.name(), {}, static_cast<uint32_t>(b)), expected[b])
+          << "set " << set << " bucket " << b;
     }
   }
 }
@@ -200,7 +213,8 @@ TEST(ClientTest, CounterEncodingSwitchesToFloatAndStaysExact) {
   Reader r(name.name);
   EXPECT_EQ(r.Cell("enc", {}), 1e300 + 43.5);
   Counter& big = BuildCounter().Name("big_total").Help("B.").Register(c).Get();
-  big.Add(9007199254740992.0);  // 2^53: not exact as a double increment any more, stays exact as integer
+  big.Add(9007199254740992.0);  // 2^53: not exact as a double increment any more, stays exact as
+                                // integer
   big.Inc();
   EXPECT_EQ(r.Cell("big", {}), 9007199254740992.0);  // served as a double: rounds to even
 }

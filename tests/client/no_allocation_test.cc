@@ -30,11 +30,19 @@ TEST(NoAllocationTest, UpdatesIncludingNativeWindowMovesNeverAllocate) {
   testing::ScopedRegionName name("noalloc");
   const long at_start = g_allocations.load();
   Client& c = Client::Attach(name.name, testing::SmallOptions());
-  EXPECT_GT(g_allocations.load(), at_start);  // the counter does count (the control plane allocates)
+  EXPECT_GT(g_allocations.load(),
+            at_start);  // the counter does count (the control plane allocates)
   Counter& counter = BuildCounter().Name("na_total").Help("N.").Exemplars().Register(c).Get();
-  Gauge& gauge = BuildGauge().Name("na_gauge").Help("N.").Mode(GaugeMode::kMostRecent).Register(c).Get();
-  Histogram& hist =
-      BuildHistogram().Name("na_seconds").Help("N.").Buckets({0.1, 1}).Native(3, 8).Exemplars().Register(c).Get();
+  Gauge& gauge =
+      BuildGauge().Name("na_gauge").Help("N.").Mode(GaugeMode::kMostRecent).Register(c).Get();
+  Histogram& hist = BuildHistogram()
+                        .Name("na_seconds")
+                        .Help("N.")
+                        .Buckets({0.1, 1})
+                        .Native(3, 8)
+                        .Exemplars()
+                        .Register(c)
+                        .Get();
   Summary& summary = BuildSummary().Name("na_bytes").Help("N.").Register(c).Get();
   // First updates claim the slot and map pages (control plane); not counted.
   counter.Inc();

@@ -64,7 +64,12 @@ class NativeExemplarFormatTest : public ::testing::Test {
     Client& c = Client::Attach(name_.name, Options());
     auto& lat = BuildHistogram().Name("rpc_seconds").Help("RPC.").Native(2, 20, 1e-6).Register(c);
     auto& req = BuildCounter().Name("req_total").Help("Requests.").Exemplars().Register(c);
-    auto& size = BuildHistogram().Name("size_bytes").Help("Sizes.").Buckets({10, 100}).Exemplars().Register(c);
+    auto& size = BuildHistogram()
+                     .Name("size_bytes")
+                     .Help("Sizes.")
+                     .Buckets({10, 100})
+                     .Exemplars()
+                     .Register(c);
     const pid_t child = ::fork();  // a worker that dies: folded, still served
     if (child == 0) {
       for (int i = 1; i <= 500; ++i) lat.Get().Observe(i * 0.01);
@@ -135,8 +140,11 @@ TEST_F(NativeExemplarFormatTest, OpenMetricsExemplarsPassTheStrictParser) {
   std::string body;
   AppendOpenMetrics(*reader_, snap_, body);
   AppendOpenMetricsEof(body);
-  EXPECT_NE(body.find("req_total 3.0 # {trace_id=\"abc\",span_id=\"1\"} 2.0 "), std::string::npos) << body;
-  EXPECT_NE(body.find("size_bytes_bucket{le=\"+Inf\"} 2.0 # {trace_id=\"huge\"} 1000.0 "), std::string::npos) << body;
+  EXPECT_NE(body.find("req_total 3.0 # {trace_id=\"abc\",span_id=\"1\"} 2.0 "), std::string::npos)
+      << body;
+  EXPECT_NE(body.find("size_bytes_bucket{le=\"+Inf\"} 2.0 # {trace_id=\"huge\"} 1000.0 "),
+            std::string::npos)
+      << body;
   const testing::StrictParse parsed = testing::ParseOpenMetricsStrictly(body);
   EXPECT_TRUE(parsed.ok) << parsed.error << "\n" << body;
   // A native-only histogram still has its count and sum in text formats.

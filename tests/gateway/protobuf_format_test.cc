@@ -91,9 +91,10 @@ TEST(ProtobufFormatTest, DecodesToTheTextBodyValueByValue) {
   std::vector<std::string> families;
   Samples from_protobuf = DecodeProtobuf(body, &families, &error);
   ASSERT_TRUE(error.empty()) << error;
-  EXPECT_EQ(std::count_if(from_protobuf.begin(), from_protobuf.end(),
-                          [](const auto& kv) { return kv.first.find("quantile=") != std::string::npos; }),
-            1);
+  EXPECT_EQ(
+      std::count_if(from_protobuf.begin(), from_protobuf.end(),
+                    [](const auto& kv) { return kv.first.find("quantile=") != std::string::npos; }),
+      1);
   std::string diff;
   EXPECT_TRUE(SameSamples(from_text, from_protobuf, &diff)) << diff;
   EXPECT_GT(from_protobuf.size(), 70u);

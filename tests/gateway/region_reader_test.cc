@@ -163,7 +163,12 @@ TEST(RegionReaderTest, HostileBytesGiveCountedSkipsNotCrashes) {
       if (pid == 0) {
         Client& client = Client::Attach(name.name);
         auto& f = BuildCounter().Name("r_total").Help("R.").Labels({"a"}).Register(client);
-        auto& h = BuildHistogram().Name("h_seconds").Help("H.").Labels({"a"}).Buckets({1, 2}).Register(client);
+        auto& h = BuildHistogram()
+                      .Name("h_seconds")
+                      .Help("H.")
+                      .Labels({"a"})
+                      .Buckets({1, 2})
+                      .Register(client);
         auto& g = BuildGauge().Name("g").Help("G.").Mode(GaugeMode::kAll).Register(client);
         for (int i = 0; i < 20; ++i) {
           f.Add({std::to_string(i)}).Inc();

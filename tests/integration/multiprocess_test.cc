@@ -792,7 +792,10 @@ TEST(MultiProcessTest, SeriesOverTheFamilyCapAreDroppedAndCounted) {
     EXPECT_EQ(e.WithPrefix("it_capped_total{").size(), 2u)
         << ::testing::PrintToString(e.WithPrefix("it_capped_total{"));
     EXPECT_EQ(e.Value("shmetrics_dropped_updates_total{reason=\"series_limit\"}"), 9.0);
-    EXPECT_EQ(e.Value("shmetrics_family_dropped_updates_total{family=\"it_capped\",reason=\"series_limit\"}"), 9.0);
+    EXPECT_EQ(
+        e.Value(
+            "shmetrics_family_dropped_updates_total{family=\"it_capped\",reason=\"series_limit\"}"),
+        9.0);
     EXPECT_EQ(e.Value("shmetrics_dropped_updates_total{reason=\"region_full\"}"), 0.0);
   };
   {

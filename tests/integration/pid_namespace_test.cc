@@ -17,10 +17,11 @@ namespace {
 // no root). --kill-child: the gateway dies with the unshare process the test kills.
 struct NamespacedGateway {
   NamespacedGateway(const std::string& region) : port(PickFreePort()), log(TempPath("nsgw.log")) {
-    process = ChildProcess::Spawn({"/usr/bin/unshare", "--user", "--map-root-user", "--pid", "--fork",
-                                   "--mount-proc", "--kill-child", SHMETRICS_GATEWAY_BIN, "--region",
-                                   region, "--listen", "127.0.0.1:" + std::to_string(port)},
-                                  log);
+    process =
+        ChildProcess::Spawn({"/usr/bin/unshare", "--user", "--map-root-user", "--pid", "--fork",
+                             "--mount-proc", "--kill-child", SHMETRICS_GATEWAY_BIN, "--region",
+                             region, "--listen", "127.0.0.1:" + std::to_string(port)},
+                            log);
   }
   ~NamespacedGateway() { process.KillAndWait(); }
   bool WaitHealthy() {
@@ -31,7 +32,9 @@ struct NamespacedGateway {
     }
     return false;
   }
-  Exposition Scrape() const { return ParseExposition(HttpRequest(port, "GET", "/metrics", 5s).body); }
+  Exposition Scrape() const {
+    return ParseExposition(HttpRequest(port, "GET", "/metrics", 5s).body);
+  }
   uint16_t port;
   std::string log;
   ChildProcess process;
@@ -47,7 +50,13 @@ TEST(PidNamespaceTest, SidecarGatewayKeepsLiveWorkersAndSeesDeaths) {
       stop.CloseWrite();
       Client& client = Client::Attach(region.name());
       BuildCounter().Name("ns_ops").Help("Ops.").Register(client).Get().Add(100);
-      BuildGauge().Name("ns_pid").Help("Pid.").Mode(GaugeMode::kLiveAll).Register(client).Get().Set(::getpid());
+      BuildGauge()
+          .Name("ns_pid")
+          .Help("Pid.")
+          .Mode(GaugeMode::kLiveAll)
+          .Register(client)
+          .Get()
+          .Set(::getpid());
       if (!ready.Write("r")) return 3;
       BlockUntilEof(stop.read_fd());
       return 0;

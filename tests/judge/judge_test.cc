@@ -653,7 +653,8 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
     const double width = std::pow(2.0, std::pow(2.0, -kRpcSchema));
     for (double q : {0.5, 0.9, 0.99}) {
       const double truth = all[static_cast<size_t>(q * (all.size() - 1))];
-      const double got_q = api.Scalar("histogram_quantile(" + std::to_string(q) + ", judge_rpc_seconds)");
+      const double got_q =
+          api.Scalar("histogram_quantile(" + std::to_string(q) + ", judge_rpc_seconds)");
       EXPECT_GE(got_q, truth / width) << "q=" << q;
       EXPECT_LE(got_q, truth * width) << "q=" << q;
     }

@@ -114,7 +114,8 @@ inline constexpr uint64_t EncodeCounterFloat(double v) {
 }
 // The sum of two counter cells, staying integer while both are and it fits.
 inline constexpr uint64_t AddCounterCells(uint64_t a, uint64_t b) {
-  if (!((a | b) & kCounterFloatTag) && ((a + b) & kCounterFloatTag) == 0 && a + b >= a) return a + b;
+  if (!((a | b) & kCounterFloatTag) && ((a + b) & kCounterFloatTag) == 0 && a + b >= a)
+    return a + b;
   return EncodeCounterFloat(DecodeCounterCell(a) + DecodeCounterCell(b));
 }
 
@@ -137,7 +138,8 @@ inline constexpr uint32_t kExemplarCells = 4 + kExemplarLabelBytes / kCellBytes;
 //  counter:   [value (counter encoding)] [exemplar block]?
 //  gauge:     [encoded value] [unix ns of the last write, most-recent modes]
 //  summary:   [count, sum]
-//  histogram: [count per finite bound..., +Inf count, sum (double)] [native block]? [exemplar block per
+//  histogram: [count per finite bound..., +Inf count, sum (double)] [native block]? [exemplar block
+//  per
 //             classic bucket incl. +Inf]?
 struct SeriesLayout {
   uint32_t cells = 0;
