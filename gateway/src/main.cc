@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,9 +25,11 @@ Options:
   --region NAME            region name: [A-Za-z0-9._-], 1-200 characters (required)
   --listen HOST:PORT       address to serve on (default 127.0.0.1:9716; loopback by default,
                            use 0.0.0.0:PORT to expose it; IPv6 as [::1]:PORT)
-  --reap-interval SECONDS  how often dead workers are looked for and folded (default 1)
+  --reap-interval SECONDS  how often dead workers are looked for and folded, 1..86400
+                           (default 1)
   --dead-gauge-retention SECONDS
-                           how long gauges in mode `all` keep showing a dead worker (default 300)
+                           how long gauges in mode `all` keep showing a dead worker, at most
+                           a year (default 300)
   --threads N              HTTP io threads (default 2)
   --group NAME             trust group NAME: accept a region owned by another user if its group
                            is NAME and it is not world-writable; create it with that group
@@ -72,12 +75,21 @@ it cannot be removed (e.g. permission denied: only its owner or root may remove 
   std::exit(2);
 }
 
-uint64_t ParseNumber(std::string_view flag, std::string_view text, int base = 10,
+// A whole number for `flag`, at most `max` (after a K/M/G suffix when `suffixes`); anything else,
+// including a value that does not fit, is a usage error that names the flag.
+uint64_t ParseNumber(std::string_view flag, std::string_view text, uint64_t max, int base = 10,
                      bool suffixes = false) {
+  const auto invalid = [&] {
+    Usage("invalid number for " + std::string(flag) + ": '" + std::string(text) + "'");
+  };
+  const auto too_large = [&] {
+    Usage(std::string(flag) + " '" + std::string(text) + "' is too large (at most " +
+          std::to_string(max) + ")");
+  };
   uint64_t value = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value, base);
-  if (ec != std::errc() || p == text.data())
-    Usage("invalid number for " + std::string(flag) + ": '" + std::string(text) + "'");
+  if (ec == std::errc::result_out_of_range) too_large();
+  if (ec != std::errc() || p == text.data()) invalid();
   std::string_view rest(p, text.data() + text.size() - p);
   if (suffixes && rest.size() == 1) {
     const char s = static_cast<char>(std::toupper(rest[0]));
@@ -85,13 +97,16 @@ uint64_t ParseNumber(std::string_view flag, std::string_view text, int base = 10
     if (shift < 0)
       Usage("invalid size suffix for " + std::string(flag) + ": '" + std::string(rest) +
             "' (use K, M or G)");
+    if (value > (max >> shift)) too_large();
     value <<= shift;
     rest = {};
   }
-  if (!rest.empty())
-    Usage("invalid number for " + std::string(flag) + ": '" + std::string(text) + "'");
+  if (!rest.empty()) invalid();
+  if (value > max) too_large();
   return value;
 }
+
+constexpr uint64_t kMaxU32 = std::numeric_limits<uint32_t>::max();
 
 void ParseListen(std::string_view text, shmetrics::gateway::HttpServerOptions& http) {
   const size_t colon = text.rfind(':');
@@ -100,8 +115,7 @@ void ParseListen(std::string_view text, shmetrics::gateway::HttpServerOptions& h
   std::string host(text.substr(0, colon));
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
-  const uint64_t port = ParseNumber("--listen port", text.substr(colon + 1));
-  if (port > 65535) Usage("--listen port out of range: " + std::to_string(port));
+  const uint64_t port = ParseNumber("--listen port", text.substr(colon + 1), 65535);
   http.host = host;
   http.port = static_cast<uint16_t>(port);
 }
@@ -139,38 +153,40 @@ int main(int argc, char** argv) {
     } else if (arg == "--listen") {
       ParseListen(value(), options.http);
     } else if (arg == "--reap-interval") {
-      options.reap_interval = std::chrono::milliseconds(ParseNumber(arg, value()) * 1000);
+      options.reap_interval = std::chrono::milliseconds(ParseNumber(arg, value(), 86400) * 1000);
       if (options.reap_interval.count() == 0) Usage("--reap-interval must be at least 1");
     } else if (arg == "--dead-gauge-retention") {
-      options.reader.dead_gauge_retention = std::chrono::seconds(ParseNumber(arg, value()));
+      options.reader.dead_gauge_retention =
+          std::chrono::seconds(ParseNumber(arg, value(), 365 * 86400));
     } else if (arg == "--threads") {
-      options.http.threads = static_cast<int>(ParseNumber(arg, value()));
-      if (options.http.threads < 1 || options.http.threads > 64) Usage("--threads must be 1..64");
+      options.http.threads = static_cast<int>(ParseNumber(arg, value(), 64));
+      if (options.http.threads < 1) Usage("--threads must be 1..64");
     } else if (arg == "--max-connections") {
-      const uint64_t n = ParseNumber(arg, value());
-      if (n < 1 || n > 65536) Usage("--max-connections must be 1..65536");
+      const uint64_t n = ParseNumber(arg, value(), 65536);
+      if (n < 1) Usage("--max-connections must be 1..65536");
       options.http.max_connections = static_cast<uint32_t>(n);
     } else if (arg == "--idle-timeout") {
       options.http.idle_timeout = ParseSeconds(arg, value(), 86400);
     } else if (arg == "--request-timeout") {
       options.http.request_timeout = ParseSeconds(arg, value(), 3600);
     } else if (arg == "--header-limit") {
-      const uint64_t n = ParseNumber(arg, value(), 10, true);
-      if (n < 1024 || n > (1u << 20)) Usage("--header-limit must be 1K..1M bytes");
+      const uint64_t n = ParseNumber(arg, value(), 1u << 20, 10, true);
+      if (n < 1024) Usage("--header-limit must be 1K..1M bytes");
       options.http.header_limit = static_cast<uint32_t>(n);
     } else if (arg == "--size") {
-      options.region_options.size_bytes = ParseNumber(arg, value(), 10, true);
+      options.region_options.size_bytes = ParseNumber(arg, value(), UINT64_MAX, 10, true);
     } else if (arg == "--max-series") {
-      options.region_options.max_series = static_cast<uint32_t>(ParseNumber(arg, value()));
+      options.region_options.max_series = static_cast<uint32_t>(ParseNumber(arg, value(), kMaxU32));
     } else if (arg == "--max-families") {
-      options.region_options.max_families = static_cast<uint32_t>(ParseNumber(arg, value()));
+      options.region_options.max_families =
+          static_cast<uint32_t>(ParseNumber(arg, value(), kMaxU32));
     } else if (arg == "--max-slots") {
-      options.region_options.max_slots = static_cast<uint32_t>(ParseNumber(arg, value()));
+      options.region_options.max_slots = static_cast<uint32_t>(ParseNumber(arg, value(), kMaxU32));
     } else if (arg == "--max-cells") {
-      options.region_options.max_cells = static_cast<uint32_t>(ParseNumber(arg, value()));
+      options.region_options.max_cells = static_cast<uint32_t>(ParseNumber(arg, value(), kMaxU32));
     } else if (arg == "--mode") {
       const std::string_view text = value();
-      const uint64_t mode = ParseNumber(arg, text, 8);
+      const uint64_t mode = ParseNumber(arg, text, UINT64_MAX, 8);
       if (mode > 07777) Usage("--mode '" + std::string(text) + "' is not a file mode");
       if (std::string problem = shm::ModeProblem(static_cast<mode_t>(mode)); !problem.empty())
         Usage("--mode: " + problem);

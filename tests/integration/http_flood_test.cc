@@ -1,4 +1,4 @@
-// The real shmetrics-gateway binary under a flood of idle connections (issue 8): however many
+// The real shmetrics-gateway binary under a flood of idle connections: however many
 // clients connect and then idle (after one keep-alive request, or without sending a byte), a
 // scrape on a fresh connection is answered within 2 s, and the evictions show in /metrics. Also
 // the command-line flags of the HTTP limits. Loopback only; every socket is closed at scope exit.
@@ -174,6 +174,34 @@ TEST(GatewayHttpFloodTest, BadLimitFlagsAreUsageErrors) {
   for (const char* name :
        {"--max-connections", "--idle-timeout", "--request-timeout", "--header-limit"}) {
     EXPECT_NE(help.output.find(name), std::string::npos) << name << " missing from --help";
+  }
+}
+
+// A number too large for its flag is refused by name, never wrapped into a small one that would
+// start a gateway with other limits than asked (4294967297 is 2^32 + 1: 1 as a uint32).
+TEST(GatewayHttpFloodTest, NumbersTooLargeForTheirFlagAreUsageErrors) {
+  const std::string region = UniqueRegionName("floodrange");
+  for (const std::vector<std::string>& flag : std::vector<std::vector<std::string>>{
+           {"--threads", "4294967297"},
+           {"--max-series", "4294967297"},
+           {"--max-families", "4294967297"},
+           {"--max-slots", "4294967297"},
+           {"--max-cells", "4294967808"},
+           {"--size", "17179869184G"},
+           {"--size", "99999999999999999999"},
+           {"--reap-interval", "18446744073709552"},
+           {"--dead-gauge-retention", "18446744073709551615"},
+           {"--listen", "127.0.0.1:65536"},
+       }) {
+    std::vector<std::string> args = {"--region", region};
+    args.insert(args.end(), flag.begin(), flag.end());
+    const RunResult r = RunGateway(args);
+    ASSERT_TRUE(r.status) << flag[0] << " " << flag[1] << ": the gateway did not exit";
+    EXPECT_TRUE(ExitedWith(*r.status, 2))
+        << flag[0] << " " << flag[1] << ": " << DescribeStatus(*r.status) << "\n"
+        << r.output;
+    EXPECT_NE(r.output.find(flag[0]), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("too large"), std::string::npos) << flag[0] << ": " << r.output;
   }
 }
 
