@@ -145,7 +145,7 @@ def main():
     for name, value, *_ in ratios:
         print("RATIO %s %s" % (name, fmt(value)))
     print()
-    print("%-56s %10s  %-9s %s" % ("target (issue 3, section 4)", "value", "wanted", "result"))
+    print("%-56s %10s  %-9s %s" % ("target", "value", "wanted", "result"))
     missed = 0
     for name, value, op, target, kind in ratios:
         if kind == "info":

@@ -1,4 +1,4 @@
-# libFuzzer builds (issue 8; tests/fuzz/README.md): cmake -DSHMETRICS_FUZZ=ON
+# libFuzzer builds (tests/fuzz/README.md): cmake -DSHMETRICS_FUZZ=ON
 # -DCMAKE_CXX_COMPILER=clang++. Every target is compiled with libFuzzer's coverage instrumentation
 # plus ASan and UBSan (UB fatal), so the code under test reports what it does wrong wherever it
 # lives; only the fuzz executables link libFuzzer's main. scripts/fuzz configures build-fuzz/ so.

@@ -1,4 +1,4 @@
-// Churn (issue 8, "nothing lost"): thousands of short-lived writers, each registering brand-new
+// Churn ("nothing lost"): thousands of short-lived writers, each registering brand-new
 // series in one counter family and incrementing them, while the real shmetrics-gateway binary is
 // scraped continuously and is SIGKILLed and restarted several times. At the end a fresh gateway
 // must serve every update exactly: each series' value is what its writer recorded, the sum is the

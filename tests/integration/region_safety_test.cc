@@ -1,4 +1,4 @@
-// The real shmetrics-gateway binary against a region that is not what it should be (issue 8):
+// The real shmetrics-gateway binary against a region that is not what it should be:
 // truncated under it, replaced by garbage, a zero-filled object or a FIFO, squatted by another
 // user; and --reset, --mode, --group as a user would run them. Everything is bounded in time.
 #include <fcntl.h>
