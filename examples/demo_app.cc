@@ -126,12 +126,14 @@ Metrics Register(shmetrics::Client& client) {
                     .Help("Simulated HTTP requests served, by method and status code.")
                     .Labels({"method", "code"})
                     .Register(client);
-  m.duration = &shmetrics::BuildHistogram()
-                    .Name("http_request_duration_seconds")
-                    .Help("Simulated HTTP request latency, by method.")
-                    .Labels({"method"})
-                    .Buckets(shmetrics::DefaultBuckets())
-                    .Register(client);
+  m.duration =
+      &shmetrics::BuildHistogram()
+           .Name("http_request_duration_seconds")
+           .Help("Simulated HTTP request latency, by method.")
+           .Labels({"method"})
+           .Buckets(shmetrics::DefaultBuckets())
+           .Native()  // beside the classic buckets: served in every format, native in protobuf
+           .Register(client);
   m.in_flight = &shmetrics::BuildGauge()
                      .Name("http_requests_in_flight")
                      .Help("Simulated requests being served right now, over live workers.")
