@@ -62,8 +62,7 @@ struct HttpServerOptions {
   uint32_t max_connections = 256;
 };
 
-// All monotonic counters except open_connections, readable from any thread. The fields after
-// open_connections were added beyond the original interface.
+// All monotonic counters except open_connections (a gauge), readable from any thread.
 struct HttpServerStats {
   uint64_t requests = 0;      // requests parsed and answered (any status, incl. 404/405/500)
   uint64_t bad_requests = 0;  // malformed, over a limit, bad framing: 400/413/431/501, then closed
