@@ -1,10 +1,10 @@
-// The judge: Debian's real Prometheus 2.42 (/usr/bin/prometheus) scrapes the real shmetrics-gateway
-// binary, which serves a region fed by forked workers (two still alive, two dead and folded). Run
-// once plain (Prometheus then negotiates OpenMetrics) and once with
+// End to end: Debian's real Prometheus 2.42 (/usr/bin/prometheus) scrapes the real
+// shmetrics-gateway binary, which serves a region fed by forked workers (two still alive, two dead
+// and folded). Run once plain (Prometheus then negotiates OpenMetrics) and once with
 // --enable-feature=native-histograms (protobuf). Then its HTTP API must say:
 //  - the target is up, and the gateway served only the expected format, gzip-coded
 //    (shmetrics_scrapes_total{format,encoding} as Prometheus stored it);
-//  - every series arrived exactly once: the judge_* series are exactly the expected set, the
+//  - every series arrived exactly once: the e2e_* series are exactly the expected set, the
 //    number of samples in a scrape equals the number of series stored, and Prometheus counted no
 //    duplicate or out-of-order samples;
 //  - counters equal what the workers wrote, gauges follow their modes, histogram_quantile() over
@@ -136,7 +136,7 @@ class Process {
 class TempDir {
  public:
   TempDir() {
-    char tmpl[] = "/tmp/shmetrics-judge-XXXXXX";
+    char tmpl[] = "/tmp/shmetrics-e2e-XXXXXX";
     if (::mkdtemp(tmpl) != nullptr) path_ = tmpl;
   }
   ~TempDir() {
@@ -151,7 +151,7 @@ class TempDir {
 
 struct RegionName {
   RegionName()
-      : name("shmetrics-judge-" + std::to_string(::getpid()) + "-" + std::to_string(counter++)) {
+      : name("shmetrics-e2e-" + std::to_string(::getpid()) + "-" + std::to_string(counter++)) {
     shmetrics::shm::Region::Remove(name);
   }
   ~RegionName() { shmetrics::shm::Region::Remove(name); }
@@ -364,44 +364,44 @@ std::vector<double> LatencyBuckets() {
 double RpcValue(int k) { return 0.01 * std::pow(100.0, (k + 0.5) / kObservationsPerWorker); }
 constexpr int kRpcSchema = 3;
 
-// Worker w registers the judge families, writes its known values, reports on `ready_fd`, then
+// Worker w registers the e2e families, writes its known values, reports on `ready_fd`, then
 // exits (w < kWorkers - kLiveWorkers) or waits for EOF on `park_fd`.
 int RunWorker(const std::string& region, int w, int ready_fd, int park_fd) {
   using namespace shmetrics;
   Client& client = Client::Attach(region);
   auto& requests = BuildCounter()
-                       .Name("judge_requests_total")
+                       .Name("e2e_requests_total")
                        .Help("Requests by code.")
                        .Labels({"code"})
                        .Register(client);
   auto& sent = BuildCounter()
-                   .Name("judge_sent_bytes_total")
+                   .Name("e2e_sent_bytes_total")
                    .Help("Bytes sent.")
                    .Unit("bytes")
                    .Register(client);
   auto& latency = BuildHistogram()
-                      .Name("judge_latency_seconds")
+                      .Name("e2e_latency_seconds")
                       .Help("Latency.")
                       .Unit("seconds")
                       .Buckets(LatencyBuckets())
                       .Register(client);
   auto& rpc = BuildHistogram()
-                  .Name("judge_rpc_seconds")
+                  .Name("e2e_rpc_seconds")
                   .Help("RPC latency (native).")
                   .Native(kRpcSchema, 160)
                   .Register(client);
   auto& in_flight = BuildGauge()
-                        .Name("judge_in_flight")
+                        .Name("e2e_in_flight")
                         .Help("In flight.")
                         .Mode(GaugeMode::kLiveSum)
                         .Register(client);
   auto& version = BuildGauge()
-                      .Name("judge_config_version")
+                      .Name("e2e_config_version")
                       .Help("Config version.")
                       .Mode(GaugeMode::kMax)
                       .Register(client);
   auto& rss = BuildGauge()
-                  .Name("judge_worker_rss_bytes")
+                  .Name("e2e_worker_rss_bytes")
                   .Help("RSS.")
                   .Mode(GaugeMode::kLiveAll)
                   .Register(client);
@@ -426,19 +426,21 @@ int RunWorker(const std::string& region, int w, int ready_fd, int park_fd) {
   return 0;
 }
 
-// --- The judge -----------------------------------------------------------------------------------
+// --- The scrape ----------------------------------------------------------------------------------
 
-struct JudgeRun {
+struct PrometheusRun {
   bool native_histograms = false;
   const char* expected_format = "openmetrics";
 };
 
-void PrintTo(const JudgeRun& run, std::ostream* os) { *os << "expects " << run.expected_format; }
+void PrintTo(const PrometheusRun& run, std::ostream* os) {
+  *os << "expects " << run.expected_format;
+}
 
-class JudgeTest : public ::testing::TestWithParam<JudgeRun> {};
+class PrometheusScrapeTest : public ::testing::TestWithParam<PrometheusRun> {};
 
-TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
-  const JudgeRun run = GetParam();
+TEST_P(PrometheusScrapeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
+  const PrometheusRun run = GetParam();
   const double test_start = UnixNow();
   ASSERT_EQ(::access(SHMETRICS_PROMETHEUS_BIN, X_OK), 0)
       << SHMETRICS_PROMETHEUS_BIN
@@ -575,30 +577,30 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
   EXPECT_EQ(api.Scalar("sum(shmetrics_scrapes_total{format!=\"" + fmt + "\"})"), 0);
   EXPECT_EQ(api.Scalar("sum(shmetrics_scrapes_total{encoding=\"identity\"})"), 0);
 
-  // Every series once: exactly the expected judge_* series...
+  // Every series once: exactly the expected e2e_* series...
   std::map<std::string, double> expected = {
-      {"judge_requests_total", 2},          {"judge_sent_bytes_total", 1},
-      {"judge_latency_seconds_bucket", 11}, {"judge_latency_seconds_sum", 1},
-      {"judge_latency_seconds_count", 1},   {"judge_in_flight", 1},
-      {"judge_config_version", 1},          {"judge_worker_rss_bytes", kLiveWorkers},
+      {"e2e_requests_total", 2},          {"e2e_sent_bytes_total", 1},
+      {"e2e_latency_seconds_bucket", 11}, {"e2e_latency_seconds_sum", 1},
+      {"e2e_latency_seconds_count", 1},   {"e2e_in_flight", 1},
+      {"e2e_config_version", 1},          {"e2e_worker_rss_bytes", kLiveWorkers},
   };
   if (run.native_histograms) {
     // A native histogram is one series; 2.42 ignores its classic twin (+Inf, _sum, _count).
-    expected["judge_rpc_seconds"] = 1;
+    expected["e2e_rpc_seconds"] = 1;
   } else {
     // Text formats carry a native-only histogram as its +Inf bucket, _sum and _count.
-    expected["judge_rpc_seconds_bucket"] = 1;
-    expected["judge_rpc_seconds_sum"] = 1;
-    expected["judge_rpc_seconds_count"] = 1;
-    expected["judge_rpc_seconds_created"] = 1;
+    expected["e2e_rpc_seconds_bucket"] = 1;
+    expected["e2e_rpc_seconds_sum"] = 1;
+    expected["e2e_rpc_seconds_count"] = 1;
+    expected["e2e_rpc_seconds_created"] = 1;
   }
   if (!run.native_histograms) {  // Prometheus 2.42 stores OpenMetrics _created lines as series
-    expected["judge_requests_created"] = 2;
-    expected["judge_sent_bytes_created"] = 1;
-    expected["judge_latency_seconds_created"] = 1;
+    expected["e2e_requests_created"] = 2;
+    expected["e2e_sent_bytes_created"] = 1;
+    expected["e2e_latency_seconds_created"] = 1;
   }
   std::map<std::string, double> got;
-  const auto by_name = api.Query("count by (__name__) ({__name__=~\"judge_.*\"})");
+  const auto by_name = api.Query("count by (__name__) ({__name__=~\"e2e_.*\"})");
   ASSERT_TRUE(by_name);
   for (const Sample& s : *by_name) got[s.labels.at("__name__")] = s.value;
   EXPECT_EQ(got, expected);
@@ -613,25 +615,25 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
   EXPECT_EQ(api.OwnMetric("prometheus_target_scrapes_sample_out_of_bounds_total"), 0);
 
   // Counters: exactly what the workers wrote, dead ones included.
-  EXPECT_EQ(api.Scalar("judge_requests_total{code=\"200\"}"), 1000 * (1 + 2 + 3 + 4));
-  EXPECT_EQ(api.Scalar("judge_requests_total{code=\"500\"}"), 1 + 2 + 3 + 4);
-  EXPECT_EQ(api.Scalar("judge_sent_bytes_total"), 512 * kWorkers);
+  EXPECT_EQ(api.Scalar("e2e_requests_total{code=\"200\"}"), 1000 * (1 + 2 + 3 + 4));
+  EXPECT_EQ(api.Scalar("e2e_requests_total{code=\"500\"}"), 1 + 2 + 3 + 4);
+  EXPECT_EQ(api.Scalar("e2e_sent_bytes_total"), 512 * kWorkers);
   // Gauges by mode: live sum of workers 2 and 3, max over all, one series per live worker.
-  EXPECT_EQ(api.Scalar("judge_in_flight"), 3 + 4);
-  EXPECT_EQ(api.Scalar("judge_config_version"), 43);
-  EXPECT_EQ(api.Scalar("sum(judge_worker_rss_bytes)"), 3000 + 4000);
+  EXPECT_EQ(api.Scalar("e2e_in_flight"), 3 + 4);
+  EXPECT_EQ(api.Scalar("e2e_config_version"), 43);
+  EXPECT_EQ(api.Scalar("sum(e2e_worker_rss_bytes)"), 3000 + 4000);
 
   // The classic histogram: 4000 observations spread evenly over (0, 1).
   const int n = kWorkers * kObservationsPerWorker;
-  EXPECT_EQ(api.Scalar("judge_latency_seconds_count"), n);
-  EXPECT_NEAR(api.Scalar("judge_latency_seconds_sum"), n * 0.5, 1e-6);
-  EXPECT_EQ(api.Scalar("judge_latency_seconds_bucket{le=\"0.5\"}"), n / 2);
-  EXPECT_EQ(api.Scalar("judge_latency_seconds_bucket{le=\"+Inf\"}"), n);
-  EXPECT_EQ(api.Scalar("judge_latency_seconds_bucket{le=\"0.0001\"}"), 0);
-  EXPECT_EQ(api.Scalar("judge_latency_seconds_bucket{le=\"1.234567e+06\"}"), n);
+  EXPECT_EQ(api.Scalar("e2e_latency_seconds_count"), n);
+  EXPECT_NEAR(api.Scalar("e2e_latency_seconds_sum"), n * 0.5, 1e-6);
+  EXPECT_EQ(api.Scalar("e2e_latency_seconds_bucket{le=\"0.5\"}"), n / 2);
+  EXPECT_EQ(api.Scalar("e2e_latency_seconds_bucket{le=\"+Inf\"}"), n);
+  EXPECT_EQ(api.Scalar("e2e_latency_seconds_bucket{le=\"0.0001\"}"), 0);
+  EXPECT_EQ(api.Scalar("e2e_latency_seconds_bucket{le=\"1.234567e+06\"}"), n);
   for (double q : {0.5, 0.9, 0.99}) {
     const double got_q = api.Scalar("histogram_quantile(" + std::to_string(q) +
-                                    ", sum by (le) (judge_latency_seconds_bucket))");
+                                    ", sum by (le) (e2e_latency_seconds_bucket))");
     // The true quantile of the observed values; linear interpolation in the bucket is exact up
     // to the spacing of the observations for an even spread.
     EXPECT_NEAR(got_q, q, 1.0 / kObservationsPerWorker) << "q=" << q;
@@ -654,18 +656,18 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
     for (double q : {0.5, 0.9, 0.99}) {
       const double truth = all[static_cast<size_t>(q * (all.size() - 1))];
       const double got_q =
-          api.Scalar("histogram_quantile(" + std::to_string(q) + ", judge_rpc_seconds)");
+          api.Scalar("histogram_quantile(" + std::to_string(q) + ", e2e_rpc_seconds)");
       EXPECT_GE(got_q, truth / width) << "q=" << q;
       EXPECT_LE(got_q, truth * width) << "q=" << q;
     }
-    EXPECT_EQ(api.Scalar("histogram_count(judge_rpc_seconds)"), kWorkers * kObservationsPerWorker);
+    EXPECT_EQ(api.Scalar("histogram_count(e2e_rpc_seconds)"), kWorkers * kObservationsPerWorker);
   } else {
-    EXPECT_EQ(api.Scalar("judge_rpc_seconds_count"), kWorkers * kObservationsPerWorker);
+    EXPECT_EQ(api.Scalar("e2e_rpc_seconds_count"), kWorkers * kObservationsPerWorker);
   }
 
   if (!run.native_histograms) {
     // _created: the series' registration time, between the test start and now.
-    const auto created = api.Query("judge_requests_created");
+    const auto created = api.Query("e2e_requests_created");
     ASSERT_TRUE(created);
     ASSERT_EQ(created->size(), 2u);
     for (const Sample& s : *created) {
@@ -673,22 +675,22 @@ TEST_P(JudgeTest, RealPrometheusScrapesEverySeriesOnceWithExactValues) {
       EXPECT_LE(s.value, UnixNow());
     }
     // # UNIT reached Prometheus' metadata.
-    const auto meta = api.GetJson("/api/v1/metadata?metric=judge_sent_bytes");
+    const auto meta = api.GetJson("/api/v1/metadata?metric=e2e_sent_bytes");
     ASSERT_TRUE(meta);
     std::string unit;
     try {
       unit = std::string(
-          meta->at("data").at("judge_sent_bytes").as_array().at(0).at("unit").as_string());
+          meta->at("data").at("e2e_sent_bytes").as_array().at(0).at("unit").as_string());
     } catch (...) {
     }
     EXPECT_EQ(unit, "bytes") << boost::json::serialize(*meta);
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Prometheus242, JudgeTest,
-                         ::testing::Values(JudgeRun{false, "openmetrics"},
-                                           JudgeRun{true, "protobuf"}),
-                         [](const ::testing::TestParamInfo<JudgeRun>& info) {
+INSTANTIATE_TEST_SUITE_P(Prometheus242, PrometheusScrapeTest,
+                         ::testing::Values(PrometheusRun{false, "openmetrics"},
+                                           PrometheusRun{true, "protobuf"}),
+                         [](const ::testing::TestParamInfo<PrometheusRun>& info) {
                            return info.param.native_histograms
                                       ? "NativeHistogramsNegotiatesProtobuf"
                                       : "PlainNegotiatesOpenMetrics";
