@@ -35,8 +35,9 @@ std::span<const WorkerGauge> Folder::RetainedGaugesLocked(
 }
 
 uint32_t Folder::ReapLocked() {
-  shm::RegionHeader& h = access_.region().header();
-  const shm::Layout& l = access_.region().layout();
+  shm::Region& region = access_.region();
+  shm::RegionHeader& h = region.header();
+  const shm::Layout& l = region.layout();
   const uint64_t commit = h.fold_commit.load(std::memory_order_acquire);
   const uint32_t active = commit & 1;
   const uint64_t epoch = commit >> 1;
@@ -45,7 +46,7 @@ uint32_t Folder::ReapLocked() {
   std::vector<uint32_t> finished;  // folded before a crash: only zero and free
   if (options_.before_liveness_probe) options_.before_liveness_probe();
   for (uint32_t i = 0; i < l.max_slots; ++i) {
-    shm::SlotHeader& s = *access_.region().slot(i);
+    shm::SlotHeader& s = *region.slot(i);
     const uint32_t st = State(s);
     if (st == static_cast<uint32_t>(SlotState::kFree)) continue;
     if (st > static_cast<uint32_t>(SlotState::kFolding)) {
@@ -60,7 +61,7 @@ uint32_t Folder::ReapLocked() {
       const int err = errno;
       const uint64_t n = ++access_.stats().probe_errors;
       if (LogThisOccurrence(n, kProbeErrorsInFull)) {
-        LogWarn("region \"" + access_.region().name() + "\": slot " + std::to_string(i) +
+        LogWarn("region \"" + region.name() + "\": slot " + std::to_string(i) +
                 ": lock probe failed (failure " + std::to_string(n) + "): " + std::strerror(err));
       }
       continue;
@@ -75,7 +76,7 @@ uint32_t Folder::ReapLocked() {
   auto release = [&](uint32_t i) { shm::UnlockByte(lock_fd_, shm::kSlotLockBase + i); };
   auto free_slot = [&](uint32_t i) {
     ZeroSlotLocked(i);
-    shm::SlotHeader& s = *access_.region().slot(i);
+    shm::SlotHeader& s = *region.slot(i);
     s.pid = 0;
     s.tid = 0;
     s.fold_epoch = 0;
@@ -93,7 +94,7 @@ uint32_t Folder::ReapLocked() {
   const uint32_t inactive = 1 - active;
   if (!PrepareBankLocked(inactive, active, dead)) {
     ++access_.stats().fold_failures;
-    LogWarn("region \"" + access_.region().name() + "\": no free pages for the accumulator; " +
+    LogWarn("region \"" + region.name() + "\": no free pages for the accumulator; " +
             std::to_string(dead.size()) +
             " dead writers stay unfolded (still counted) until "
             "pages are available; enlarge the region");
@@ -103,7 +104,7 @@ uint32_t Folder::ReapLocked() {
 
   const uint64_t new_epoch = epoch + 1;
   for (uint32_t i : dead) {
-    shm::SlotHeader& s = *access_.region().slot(i);
+    shm::SlotHeader& s = *region.slot(i);
     s.fold_epoch = new_epoch;
     s.state.store(static_cast<uint32_t>(SlotState::kFolding), std::memory_order_release);
   }
@@ -122,7 +123,7 @@ uint32_t Folder::ReapLocked() {
   uint32_t workers = 0;
   for (uint32_t i : dead) {
     FoldSlotLocked(i, inactive);
-    if (access_.region().slot(i)->primary_slot == i) ++workers;
+    if (region.slot(i)->primary_slot == i) ++workers;
   }
   auto add = [&](uint32_t cell, double v) {
     Cell* c = RegionAccess::CellPtr(
@@ -141,22 +142,22 @@ uint32_t Folder::ReapLocked() {
 
 bool Folder::PrepareBankLocked(uint32_t inactive, uint32_t active,
                                const std::vector<uint32_t>& dead) {
-  const shm::Layout& l = access_.region().layout();
-  shm::RegionHeader& h = access_.region().header();
-  shm::DirectoryEntry* dir = access_.region().directory(l.bank_slot(inactive));
-  const shm::DirectoryEntry* active_dir = access_.region().directory(l.bank_slot(active));
+  shm::Region& region = access_.region();
+  const shm::Layout& l = region.layout();
+  shm::RegionHeader& h = region.header();
+  shm::DirectoryEntry* dir = region.directory(l.bank_slot(inactive));
+  const shm::DirectoryEntry* active_dir = region.directory(l.bank_slot(active));
   std::vector<bool> need(l.pages_per_slot, false);
   need[0] = true;  // system cells
   for (uint32_t p = 0; p < l.pages_per_slot; ++p)
     need[p] = need[p] || active_dir[p].load() != shm::kNoPage;
   for (uint32_t i : dead) {
-    const shm::DirectoryEntry* d = access_.region().directory(i);
+    const shm::DirectoryEntry* d = region.directory(i);
     for (uint32_t p = 0; p < l.pages_per_slot; ++p)
       need[p] = need[p] || d[p].load() != shm::kNoPage;
   }
   for (uint32_t p = 0; p < l.pages_per_slot; ++p) {
-    if (!need[p] || access_.region().page(dir[p].load(std::memory_order_acquire)) != nullptr)
-      continue;
+    if (!need[p] || region.page(dir[p].load(std::memory_order_acquire)) != nullptr) continue;
     const uint32_t page = shm::TakePage(h, l.page_count);
     if (page == shm::kNoPage) return false;
     dir[p].store(page, std::memory_order_release);

@@ -49,7 +49,7 @@ uint32_t State(const shm::SlotHeader& s) { return s.state.load(std::memory_order
 }  // namespace
 
 template <typename Read>
-LiveRead Merger::ReadLiveLocked(Read&& read) const {
+LiveRead Merger::ReadWithTornBudgetLocked(Read&& read) const {
   const LiveRead first = read(1);
   if (first != LiveRead::kTorn) return first;
   return read(std::chrono::steady_clock::now() < torn_deadline_ ? kTornRetries : 1);
@@ -64,12 +64,14 @@ void Merger::MergeBlocksLocked(const std::vector<Cell*>& pages, bool live, Snaps
     if (f.native) {
       shm::native::Sparse h;
       const Cell* block = cells + f.native_offset;
-      const LiveRead read = live ? ReadLiveLocked([&](uint32_t attempts) {
-        return shm::native::DecodeLive(block, f.native_window, f.native_schema, h, attempts);
-      })
-                            : shm::native::Decode(block, f.native_window, f.native_schema, h)
-                                ? LiveRead::kOk
-                                : LiveRead::kInvalid;
+      auto decode = [&](uint32_t attempts) {
+        if (live) {
+          return shm::native::DecodeLive(block, f.native_window, f.native_schema, h, attempts);
+        }
+        return shm::native::Decode(block, f.native_window, f.native_schema, h) ? LiveRead::kOk
+                                                                               : LiveRead::kInvalid;
+      };
+      const LiveRead read = ReadWithTornBudgetLocked(decode);
       if (read == LiveRead::kTorn) {
         ++access_.stats().torn_reads;
       } else if (read == LiveRead::kInvalid) {
@@ -95,10 +97,8 @@ void Merger::MergeBlocksLocked(const std::vector<Cell*>& pages, bool live, Snaps
 void Merger::MergeExemplarLocked(const Cell* block, bool live, uint32_t series,
                                  ExemplarValue& best) {
   uint64_t words[shm::kExemplarCells];
-  const LiveRead read = live ? ReadLiveLocked([&](uint32_t attempts) {
-    return ReadExemplarWords(block, true, attempts, words);
-  })
-                             : ReadExemplarWords(block, false, 1, words);
+  const LiveRead read = ReadWithTornBudgetLocked(
+      [&](uint32_t attempts) { return ReadExemplarWords(block, live, attempts, words); });
   if (read != LiveRead::kOk) {
     ++access_.stats().torn_reads;  // never serve a torn exemplar
     return;

@@ -33,10 +33,10 @@ class Merger {
   void MergeBlocksLocked(const std::vector<shm::Cell*>& pages, bool live, Snapshot& out);
   // The latest exemplar of one block into `best`, unless the block is torn or invalid.
   void MergeExemplarLocked(const shm::Cell* block, bool live, uint32_t series, ExemplarValue& best);
-  // Reads a live writer's seqlocked block with `read(attempts)`: once, then while this scrape's
-  // torn budget lasts with more attempts.
+  // The one retry policy for seqlocked blocks: `read(attempts)` once, and if the block was torn
+  // again with kTornRetries attempts while this scrape's torn budget lasts, else once more.
   template <typename Read>
-  shm::native::LiveRead ReadLiveLocked(Read&& read) const;
+  shm::native::LiveRead ReadWithTornBudgetLocked(Read&& read) const;
 
   RegionAccess& access_;
   const RegistryCache& registry_;
