@@ -392,6 +392,34 @@ TEST(RegionReaderReliabilityTest, OddSeqlocksCostAScrapeBoundedTime) {
   EXPECT_EQ(Served(reader, snap, "nh_seconds", "0", 1), 1);
 }
 
+// Exemplar label bytes that do not decode, in a live writer's block: the exemplar is skipped and
+// counted as a bad block (not a bad slot), and the counter's value is still served.
+TEST(RegionReaderReliabilityTest, InvalidExemplarLabelsAreSkippedAndCountedAsBadBlocks) {
+  ScopedRegionName name("exlabels");
+  Client& client = Client::Attach(name.name, SmallOptions());
+  Counter& counter = BuildCounter().Name("e_total").Help("E.").Exemplars().Register(client).Get();
+  counter.Add(1, {{"trace_id", "t"}});
+  RegionReader reader(shm::Region::Open(name.name));
+  Snapshot snap;
+  reader.Collect(snap);
+  const SeriesInfo& s = reader.series().at(0);
+  ASSERT_TRUE(snap.exemplars.at(0).at(0).present);
+  auto region = shm::Region::Open(name.name);
+  const uint32_t slot = LiveSlot(*region);
+  ASSERT_NE(slot, ~0u);
+  shm::Cell* page =
+      region->page(region->directory(slot)[s.view.cell_base / shm::kCellsPerPage].load());
+  ASSERT_NE(page, nullptr);
+  shm::Cell* exemplar =
+      page + s.view.cell_base % shm::kCellsPerPage + reader.families()[0].view.exemplar_offset;
+  exemplar[3].store(shm::kExemplarLabelBytes + 1);  // more label bytes used than the block holds
+  reader.Collect(snap);
+  EXPECT_FALSE(snap.exemplars.at(0).at(0).present);
+  EXPECT_EQ(snap.cells[s.view.cell_base], 1);
+  EXPECT_EQ(reader.stats().corrupt_blocks, 1u);
+  EXPECT_EQ(reader.stats().corrupt_slots, 0u);
+}
+
 // Records that pass the structural checks but break the rules the client enforces. One such
 // record made Prometheus reject the whole scrape; now each is skipped and counted, and the rest
 // of the body parses.
