@@ -29,8 +29,8 @@
 namespace shmetrics::gateway {
 
 struct ReaderOptions {
-  std::chrono::seconds dead_gauge_retention{
-      300};  // mode `all`: how long a dead worker's value shows
+  // Mode `all`: how long a dead worker's last value is still served.
+  std::chrono::seconds dead_gauge_retention{300};
   // Tests only: runs in every reap after the registry refresh and before the slots' liveness
   // probe, where a writer can still register new series, write them and die.
   std::function<void()> before_liveness_probe;

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <chrono>
+
 #include "shmetrics/shm/ofd_lock.h"
 
 namespace shmetrics::gateway {
