@@ -47,19 +47,20 @@ void AppendText(const RegistryView& registry, const Snapshot& snap, std::string&
     AppendHeader(out, name, fv.help, text::TypeName(fv.type));
     for (uint32_t si : f.series) {
       const SeriesInfo& s = series[si];
+      const std::string text_labels = text::LabelPairs(fv.label_names, s.view.label_values);
       const uint32_t base = s.view.cell_base;
       switch (fv.type) {
         case shm::MetricType::kCounter:
-          AppendSample(out, name, "", s.text_labels, nullptr, {}, snap.sums[base]);
+          AppendSample(out, name, "", text_labels, nullptr, {}, snap.cells[base]);
           break;
         case shm::MetricType::kGauge:
           snap.ForEachGaugeSample(si, fv.gauge_mode, [&](const std::string* pid, double v) {
             if (pid == nullptr) {
-              AppendSample(out, name, "", s.text_labels, nullptr, {}, v);
+              AppendSample(out, name, "", text_labels, nullptr, {}, v);
             } else {
               pid_value.clear();
               text::AppendLabelValue(pid_value, *pid);
-              AppendSample(out, name, "", s.text_labels, "pid", pid_value, v);
+              AppendSample(out, name, "", text_labels, "pid", pid_value, v);
             }
           });
           break;
@@ -67,21 +68,21 @@ void AppendText(const RegistryView& registry, const Snapshot& snap, std::string&
           // Cumulative, so never decreasing, and +Inf is the total, which is also _count.
           double cumulative = 0;
           for (size_t b = 0; b <= fv.bounds.size(); ++b) {
-            cumulative += snap.sums[base + b];
+            cumulative += snap.cells[base + b];
             bound.clear();
             text::AppendBound(bound, b < fv.bounds.size()
                                          ? fv.bounds[b]
                                          : std::numeric_limits<double>::infinity());
-            AppendSample(out, name, "_bucket", s.text_labels, "le", bound, cumulative);
+            AppendSample(out, name, "_bucket", text_labels, "le", bound, cumulative);
           }
-          AppendSample(out, name, "_sum", s.text_labels, nullptr, {},
-                       snap.sums[base + fv.bounds.size() + 1]);
-          AppendSample(out, name, "_count", s.text_labels, nullptr, {}, cumulative);
+          AppendSample(out, name, "_sum", text_labels, nullptr, {},
+                       snap.cells[base + fv.bounds.size() + 1]);
+          AppendSample(out, name, "_count", text_labels, nullptr, {}, cumulative);
           break;
         }
         case shm::MetricType::kSummary:
-          AppendSample(out, name, "_sum", s.text_labels, nullptr, {}, snap.sums[base + 1]);
-          AppendSample(out, name, "_count", s.text_labels, nullptr, {}, snap.sums[base]);
+          AppendSample(out, name, "_sum", text_labels, nullptr, {}, snap.cells[base + 1]);
+          AppendSample(out, name, "_count", text_labels, nullptr, {}, snap.cells[base]);
           break;
       }
     }

@@ -437,9 +437,9 @@ void Gateway::UpdateSelfMetricsLocked(const Snapshot& snap) {
   double series_limit = 0, invalid_value = 0;
   for (const FamilyInfo& f : reader_->families()) {
     const uint32_t cell = f.view.drop_cell;
-    if (cell + shm::kFamilyDropCells > snap.sums.size()) continue;
-    const double cap = snap.sums[cell + shm::kDropSeriesLimit];
-    const double invalid = snap.sums[cell + shm::kDropInvalidValue];
+    if (cell + shm::kFamilyDropCells > snap.cells.size()) continue;
+    const double cap = snap.cells[cell + shm::kDropSeriesLimit];
+    const double invalid = snap.cells[cell + shm::kDropInvalidValue];
     series_limit += cap;
     invalid_value += invalid;
     if (cap > 0) {

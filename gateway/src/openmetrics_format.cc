@@ -160,43 +160,44 @@ void AppendOpenMetrics(const RegistryView& registry, const Snapshot& snap, std::
     AppendMetadata(out, name, text::TypeName(fv.type), fv.unit, fv.help);
     for (uint32_t si : f.series) {
       const SeriesInfo& s = series[si];
+      const std::string text_labels = text::LabelPairs(fv.label_names, s.view.label_values);
       const uint32_t base = s.view.cell_base;
       switch (fv.type) {
         case shm::MetricType::kCounter: {
-          const double v = snap.sums[base];
+          const double v = snap.cells[base];
           if (!(v >= 0)) break;  // negative or NaN: only a corrupt region; OpenMetrics forbids it
           const bool has_exemplar = si < snap.exemplars.size() && !snap.exemplars[si].empty();
-          AppendSample(out, name, "_total", s.text_labels, nullptr, {}, v,
+          AppendSample(out, name, "_total", text_labels, nullptr, {}, v,
                        has_exemplar ? &snap.exemplars[si][0] : nullptr);
-          AppendCreated(out, name, s.text_labels, s.view.created_unix_ns);
+          AppendCreated(out, name, text_labels, s.view.created_unix_ns);
           break;
         }
         case shm::MetricType::kGauge:
           snap.ForEachGaugeSample(si, fv.gauge_mode, [&](const std::string* pid, double v) {
             if (pid == nullptr) {
-              AppendSample(out, name, "", s.text_labels, nullptr, {}, v);
+              AppendSample(out, name, "", text_labels, nullptr, {}, v);
             } else {
               pid_value.clear();
               text::AppendLabelValue(pid_value, *pid);
-              AppendSample(out, name, "", s.text_labels, "pid", pid_value, v);
+              AppendSample(out, name, "", text_labels, "pid", pid_value, v);
             }
           });
           break;
         case shm::MetricType::kHistogram:
           AppendHistogram(
-              out, name, s.text_labels, fv.bounds, [&](size_t b) { return snap.sums[base + b]; },
-              snap.sums[base + fv.bounds.size() + 1], s.view.created_unix_ns,
+              out, name, text_labels, fv.bounds, [&](size_t b) { return snap.cells[base + b]; },
+              snap.cells[base + fv.bounds.size() + 1], s.view.created_unix_ns,
               si < snap.exemplars.size() ? &snap.exemplars[si] : nullptr);
           break;
         case shm::MetricType::kSummary:
-          if (ValidCount(snap.sums[base])) {
-            AppendSample(out, name, "_count", s.text_labels, nullptr, {}, snap.sums[base]);
+          if (ValidCount(snap.cells[base])) {
+            AppendSample(out, name, "_count", text_labels, nullptr, {}, snap.cells[base]);
             // A summary's _sum is counter-like in OpenMetrics: never NaN (a NaN observation) nor
             // negative (negative observations). Such a sum is left out, its count stays; text
             // and protobuf serve it.
-            if (snap.sums[base + 1] >= 0)
-              AppendSample(out, name, "_sum", s.text_labels, nullptr, {}, snap.sums[base + 1]);
-            AppendCreated(out, name, s.text_labels, s.view.created_unix_ns);
+            if (snap.cells[base + 1] >= 0)
+              AppendSample(out, name, "_sum", text_labels, nullptr, {}, snap.cells[base + 1]);
+            AppendCreated(out, name, text_labels, s.view.created_unix_ns);
           }
           break;
       }

@@ -216,7 +216,7 @@ void AppendProtobuf(const RegistryView& registry, const Snapshot& snap, std::str
       switch (fv.type) {
         case shm::MetricType::kCounter: {
           pb::Counter* c = add_metric(s)->mutable_counter();
-          c->set_value(snap.sums[base]);
+          c->set_value(snap.cells[base]);
           if (si < snap.exemplars.size() && !snap.exemplars[si].empty() &&
               snap.exemplars[si][0].present) {
             FillExemplar(c->mutable_exemplar(), snap.exemplars[si][0]);
@@ -234,7 +234,7 @@ void AppendProtobuf(const RegistryView& registry, const Snapshot& snap, std::str
           break;
         case shm::MetricType::kHistogram: {
           pb::Histogram* h = add_metric(s)->mutable_histogram();
-          auto count_of = [&](size_t b) { return snap.sums[base + b]; };
+          auto count_of = [&](size_t b) { return snap.cells[base + b]; };
           const shm::native::Sparse* native =
               fv.native && si < snap.native.size() && snap.native[si] ? &*snap.native[si] : nullptr;
           // One choice for the whole histogram: Prometheus takes every count, classic and native,
@@ -242,7 +242,7 @@ void AppendProtobuf(const RegistryView& registry, const Snapshot& snap, std::str
           // the integer ones otherwise.
           const bool integer = ClassicCountsAreIntegers(fv.bounds, count_of) &&
                                (native == nullptr || NativeCountsAreIntegers(*native));
-          FillHistogram(h, fv.bounds, count_of, snap.sums[base + fv.bounds.size() + 1], integer);
+          FillHistogram(h, fv.bounds, count_of, snap.cells[base + fv.bounds.size() + 1], integer);
           if (s.view.created_unix_ns != 0)
             SetTimestamp(h->mutable_created_timestamp(), s.view.created_unix_ns);
           if (fv.native) FillNative(h, fv, native, integer);
@@ -253,9 +253,9 @@ void AppendProtobuf(const RegistryView& registry, const Snapshot& snap, std::str
         }
         case shm::MetricType::kSummary: {
           pb::Summary* sm = add_metric(s)->mutable_summary();
-          const double count = snap.sums[base];
+          const double count = snap.cells[base];
           sm->set_sample_count(IntegerCount(count) ? static_cast<uint64_t>(count) : 0);
-          sm->set_sample_sum(snap.sums[base + 1]);
+          sm->set_sample_sum(snap.cells[base + 1]);
           if (s.view.created_unix_ns != 0)
             SetTimestamp(sm->mutable_created_timestamp(), s.view.created_unix_ns);
           break;

@@ -65,6 +65,19 @@ void AppendLabelValue(std::string& out, std::string_view value) {
   }
 }
 
+std::string LabelPairs(const std::vector<std::string>& names,
+                       const std::vector<std::string>& values) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < values.size(); ++i) {
+    if (i) out += ',';
+    out += names[i];
+    out += "=\"";
+    AppendLabelValue(out, values[i]);
+    out += '"';
+  }
+  return out;
+}
+
 void AppendDouble(std::string& out, double v) {
   if (std::isnan(v)) {
     out += "NaN";

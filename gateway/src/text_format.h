@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "shmetrics/shm/layout.h"
 
@@ -22,6 +23,9 @@ const char* TypeName(shm::MetricType type);
 void AppendHelp(std::string& out, std::string_view help);
 // Label value: backslash, double quote and newline escaped.
 void AppendLabelValue(std::string& out, std::string_view value);
+// `a="x",b="y"`: a series' label pairs, values escaped, no braces.
+std::string LabelPairs(const std::vector<std::string>& names,
+                       const std::vector<std::string>& values);
 // Shortest decimal that parses back to the same double; NaN, +Inf, -Inf as Go's ParseFloat reads.
 void AppendDouble(std::string& out, double v);
 // A histogram bound as OpenMetrics' canonical form ("1.0", "0.25", "1e-05", "+Inf"), used in

@@ -28,7 +28,7 @@ struct Reader {
       if (f.view.name != family) continue;
       for (uint32_t s : f.series) {
         if (reader.series()[s].view.label_values == labels)
-          return snap.sums[reader.series()[s].view.cell_base + offset];
+          return snap.cells[reader.series()[s].view.cell_base + offset];
       }
     }
     return -1;
@@ -36,7 +36,7 @@ struct Reader {
   double FamilyDrops(const std::string& family, uint32_t reason) {
     reader.Collect(snap);
     for (const auto& f : reader.families()) {
-      if (f.view.name == family) return snap.sums[f.view.drop_cell + reason];
+      if (f.view.name == family) return snap.cells[f.view.drop_cell + reason];
     }
     return -1;
   }

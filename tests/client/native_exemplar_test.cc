@@ -88,7 +88,7 @@ TEST(NativeHistogramClientTest, ThreadsAndDeadWorkersMergeExactly) {
   EXPECT_EQ(got.positive, want.positive);
   EXPECT_EQ(got.negative, want.negative);
   // The classic part counts everything: +Inf cumulative == number of observations.
-  EXPECT_EQ(snap.sums[s->view.cell_base], all.size());
+  EXPECT_EQ(snap.cells[s->view.cell_base], all.size());
 }
 
 TEST(NativeHistogramClientTest, NativeAndClassicTogether) {
@@ -102,9 +102,9 @@ TEST(NativeHistogramClientTest, NativeAndClassicTogether) {
   reader.Collect(snap);
   const gateway::SeriesInfo* s = Find(reader, "b_seconds");
   ASSERT_NE(s, nullptr);
-  EXPECT_EQ(snap.sums[s->view.cell_base + 0], 1);  // <= 0.1
-  EXPECT_EQ(snap.sums[s->view.cell_base + 1], 1);  // <= 1
-  EXPECT_EQ(snap.sums[s->view.cell_base + 2], 2);  // +Inf
+  EXPECT_EQ(snap.cells[s->view.cell_base + 0], 1);  // <= 0.1
+  EXPECT_EQ(snap.cells[s->view.cell_base + 1], 1);  // <= 1
+  EXPECT_EQ(snap.cells[s->view.cell_base + 2], 2);  // +Inf
   const shm::native::Sparse& n = *snap.native.at(s->view.index);
   EXPECT_EQ(n.schema, 0);
   // 0.05 in (2^-5, 2^-4], 0.5 in (2^-2, 2^-1], 2 in (1, 2], 4 in (2, 4].
@@ -138,7 +138,7 @@ TEST(ExemplarTest, MostRecentAcrossWritersIsServed) {
   ASSERT_EQ(buckets.size(), 2u);
   EXPECT_EQ(buckets[0].labels.at(0).second, "low");
   EXPECT_EQ(buckets[1].labels.at(0).second, "high");
-  EXPECT_EQ(snap.sums[s->view.cell_base], 3);
+  EXPECT_EQ(snap.cells[s->view.cell_base], 3);
 }
 
 TEST(ExemplarTest, TooLongOrUnsupportedExemplarsAreCountedAndValuesKept) {
@@ -152,8 +152,8 @@ TEST(ExemplarTest, TooLongOrUnsupportedExemplarsAreCountedAndValuesKept) {
   gateway::RegionReader reader(shm::Region::Open(name.name));
   gateway::Snapshot snap;
   reader.Collect(snap);
-  EXPECT_EQ(snap.sums[Find(reader, "a")->view.cell_base], 1);
-  EXPECT_EQ(snap.sums[Find(reader, "b")->view.cell_base], 1);
+  EXPECT_EQ(snap.cells[Find(reader, "a")->view.cell_base], 1);
+  EXPECT_EQ(snap.cells[Find(reader, "b")->view.cell_base], 1);
 }
 
 // A writer rewrites the exemplar as fast as it can with label value == value; every exemplar the

@@ -1,8 +1,8 @@
-// RegionReader against the defects of issue 8: updates lost when a writer registers series and
-// dies between the reader's registry refresh and its liveness probe, native histograms that wrote
-// outside their block, and hostile region bytes (wild native indices, pages_used = 0, seqlocks
-// left odd, records that break the client's rules) that must give counted skips, never a crash,
-// a hang or a body that Prometheus rejects.
+// RegionReader against data-loss and hostile-region defects: updates lost when a writer registers
+// series and dies between the reader's registry refresh and its liveness probe, native histograms
+// that wrote outside their block, and hostile region bytes (wild native indices, pages_used = 0,
+// seqlocks left odd, records that break the client's rules) that must give counted skips, never a
+// crash, a hang or a body that Prometheus rejects.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -52,7 +52,7 @@ double Served(RegionReader& reader, const Snapshot& snap, const std::string& nam
     for (uint32_t si : f.series) {
       const SeriesInfo& s = reader.series()[si];
       if (s.view.label_values == std::vector<std::string>{value})
-        return snap.sums[s.view.cell_base + offset];
+        return snap.cells[s.view.cell_base + offset];
     }
   }
   return NAN;
@@ -215,6 +215,7 @@ TEST(RegionReaderReliabilityTest, NativeCountsAreNeverLostForAnyValuesAndWindow)
       EXPECT_FALSE(snap.native.at(IndexOf(reader, o)).has_value()) << other;
     }
     EXPECT_EQ(reader.stats().corrupt_slots, 0u);
+    EXPECT_EQ(reader.stats().corrupt_blocks, 0u);
   }
 }
 
@@ -307,7 +308,8 @@ TEST(RegionReaderReliabilityTest, WildNativeIndicesAreSkippedAndCounted) {
       reader.Collect(snap);  // fold of the dead writer's corrupt block
       EXPECT_EQ(Served(reader, snap, "nh_seconds", "1", 0), 1) << "the valid series still counts";
     }
-    EXPECT_GT(reader.stats().corrupt_slots, 0u);
+    EXPECT_GT(reader.stats().corrupt_blocks, 0u);
+    EXPECT_EQ(reader.stats().corrupt_slots, 0u) << "a bad block is not a bad slot";
     // The same damage in the active accumulator bank, then another writer dies into it.
     {
       auto region = shm::Region::Open(name.name);
@@ -345,7 +347,7 @@ TEST(RegionReaderReliabilityTest, PagesUsedZeroDoesNotCrashTheFold) {
   Snapshot snap;
   reader.Collect(snap);
   reader.Collect(snap);
-  EXPECT_EQ(snap.sums[reader.series().at(0).view.cell_base], 4);
+  EXPECT_EQ(snap.cells[reader.series().at(0).view.cell_base], 4);
 }
 
 // Seqlocks left odd in many blocks (a writer killed mid-update, or hostile): before the fix each
@@ -388,6 +390,34 @@ TEST(RegionReaderReliabilityTest, OddSeqlocksCostAScrapeBoundedTime) {
   EXPECT_GE(reader.stats().torn_reads, static_cast<uint64_t>(kSeries));
   // Classic counts are not behind a seqlock: they are still served.
   EXPECT_EQ(Served(reader, snap, "nh_seconds", "0", 1), 1);
+}
+
+// Exemplar label bytes that do not decode, in a live writer's block: the exemplar is skipped and
+// counted as a bad block (not a bad slot), and the counter's value is still served.
+TEST(RegionReaderReliabilityTest, InvalidExemplarLabelsAreSkippedAndCountedAsBadBlocks) {
+  ScopedRegionName name("exlabels");
+  Client& client = Client::Attach(name.name, SmallOptions());
+  Counter& counter = BuildCounter().Name("e_total").Help("E.").Exemplars().Register(client).Get();
+  counter.Add(1, {{"trace_id", "t"}});
+  RegionReader reader(shm::Region::Open(name.name));
+  Snapshot snap;
+  reader.Collect(snap);
+  const SeriesInfo& s = reader.series().at(0);
+  ASSERT_TRUE(snap.exemplars.at(0).at(0).present);
+  auto region = shm::Region::Open(name.name);
+  const uint32_t slot = LiveSlot(*region);
+  ASSERT_NE(slot, ~0u);
+  shm::Cell* page =
+      region->page(region->directory(slot)[s.view.cell_base / shm::kCellsPerPage].load());
+  ASSERT_NE(page, nullptr);
+  shm::Cell* exemplar =
+      page + s.view.cell_base % shm::kCellsPerPage + reader.families()[0].view.exemplar_offset;
+  exemplar[3].store(shm::kExemplarLabelBytes + 1);  // more label bytes used than the block holds
+  reader.Collect(snap);
+  EXPECT_FALSE(snap.exemplars.at(0).at(0).present);
+  EXPECT_EQ(snap.cells[s.view.cell_base], 1);
+  EXPECT_EQ(reader.stats().corrupt_blocks, 1u);
+  EXPECT_EQ(reader.stats().corrupt_slots, 0u);
 }
 
 // Records that pass the structural checks but break the rules the client enforces. One such
@@ -567,7 +597,7 @@ TEST(RegionReaderReliabilityTest, NonCountsInTheFoldedCountCellsReadAsZero) {
     reader.Collect(snap);
     EXPECT_EQ(snap.folded_writers, 0u) << bad;
     EXPECT_EQ(snap.folded_workers, 0u) << bad;
-    EXPECT_EQ(snap.sums[reader.series().at(0).view.cell_base], 1) << bad;
+    EXPECT_EQ(snap.cells[reader.series().at(0).view.cell_base], 1) << bad;
   }
 }
 

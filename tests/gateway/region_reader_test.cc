@@ -1,5 +1,5 @@
 // RegionReader: fold recovery after a gateway crash at each step of the protocol, and a region
-// full of hostile bytes that must give counted skips, never a crash.
+// full of hostile bytes that must give counted skips and valid expositions, never a crash.
 #include "region_reader.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +10,7 @@
 #include <random>
 
 #include "exposition.h"
+#include "fuzz/exposition_checker.h"
 #include "shmetrics/shmetrics.h"
 #include "test_region.h"
 
@@ -36,7 +37,7 @@ double CounterValue(RegionReader& reader) {
   Snapshot snap;
   reader.Collect(snap);
   for (const auto& f : reader.families()) {
-    if (f.view.name == "c") return snap.sums[reader.series()[f.series.at(0)].view.cell_base];
+    if (f.view.name == "c") return snap.cells[reader.series()[f.series.at(0)].view.cell_base];
   }
   return -1;
 }
@@ -85,7 +86,7 @@ TEST(RegionReaderTest, DecodedAccumulatorFollowsEveryFold) {
   reader.Collect(snap);
   double late_value = -1, c_value = -1;
   for (const auto& f : reader.families()) {
-    const double v = snap.sums[reader.series()[f.series.at(0)].view.cell_base];
+    const double v = snap.cells[reader.series()[f.series.at(0)].view.cell_base];
     if (f.view.name == "late") late_value = v;
     if (f.view.name == "c") c_value = v;
   }
@@ -150,7 +151,7 @@ TEST(RegionReaderTest, CommittedFoldIsNotRepeatedAfterCrash) {
 }
 
 // A writer (or a stray process) may write anything anywhere in the region. The reader must
-// survive every byte and count what it skipped.
+// survive every byte, count what it skipped and still serve only valid expositions.
 TEST(RegionReaderTest, HostileBytesGiveCountedSkipsNotCrashes) {
   std::mt19937_64 rng(2026);
   uint64_t skipped = 0;
@@ -193,13 +194,16 @@ TEST(RegionReaderTest, HostileBytesGiveCountedSkipsNotCrashes) {
       region->header().family_count.store(static_cast<uint32_t>(rng()));
     }
     RegionReader reader(shm::Region::Open(name.name));
-    Snapshot snap;
-    reader.Collect(snap);
-    std::string body;
-    AppendText(reader, snap, body);
-    reader.Collect(snap);
+    for (int scrape = 0; scrape < 2; ++scrape) {
+      Snapshot snap;
+      reader.Collect(snap);
+      std::string body;
+      AppendText(reader, snap, body);
+      EXPECT_EQ(fuzz::CheckText004(body), "") << "round " << round << ", scrape " << scrape << ":\n"
+                                              << body;
+    }
     const ReaderStats s = reader.stats();
-    skipped += s.corrupt_records + s.corrupt_slots;
+    skipped += s.corrupt_records + s.corrupt_slots + s.corrupt_blocks;
   }
   EXPECT_GT(skipped, 0u);
 }

@@ -1,0 +1,37 @@
+#include "region_access.h"
+
+#include "log.h"
+
+namespace shmetrics::gateway {
+namespace {
+
+// Every skip is counted in ReaderStats; the log shows the first ones, then ever fewer.
+constexpr uint64_t kSkippedReportsInFull = 20;
+
+}  // namespace
+
+void RegionAccess::LogSkipped(const std::string& what) {
+  ++skipped_reports_;
+  if (!LogThisOccurrence(skipped_reports_, kSkippedReportsInFull)) return;
+  LogWarn("region \"" + region_.name() + "\": skipping invalid data: " + what +
+          (skipped_reports_ == kSkippedReportsInFull ? " (further reports rate-limited)" : ""));
+}
+
+void RegionAccess::ResolvePages(uint32_t slot, std::vector<shm::Cell*>& pages) {
+  const uint32_t n = region_.layout().pages_per_slot;
+  pages.assign(n, nullptr);
+  const shm::DirectoryEntry* dir = region_.directory(slot);
+  if (dir == nullptr) return;
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t p = dir[i].load(std::memory_order_acquire);
+    if (p == shm::kNoPage) continue;
+    pages[i] = region_.page(p);  // nullptr when out of range: a corrupt entry reads as absent
+    if (pages[i] == nullptr) {
+      ++stats_.corrupt_slots;
+      LogSkipped("slot " + std::to_string(slot) + ": directory entry " + std::to_string(i) +
+                 " points outside the page pool");
+    }
+  }
+}
+
+}  // namespace shmetrics::gateway
