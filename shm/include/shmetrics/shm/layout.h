@@ -119,20 +119,63 @@ inline constexpr uint64_t AddCounterCells(uint64_t a, uint64_t b) {
   return EncodeCounterFloat(DecodeCounterCell(a) + DecodeCounterCell(b));
 }
 
-// Gauge cells hold the value's bits XOR kGaugeBias, so that a zeroed cell means "this worker
-// never set it" (min/max/mostrecent/all must not see a phantom 0). NaN is canonicalised on store,
-// so no value encodes to 0.
+// Gauge cells hold the value's bits XOR kGaugeBias, so that a zeroed cell, kGaugeNeverSet, means
+// "this worker never set it" (min/max/mostrecent/all must not see a phantom 0). NaN is
+// canonicalised on store, so no value encodes to kGaugeNeverSet.
+// The rule for reading: DecodeGauge(kGaugeNeverSet) is 0.0, the value a gauge starts at (so Add
+// on a fresh cell adds to 0). A merge that must not count an unset worker compares the cell with
+// kGaugeNeverSet before decoding it.
 inline constexpr uint64_t kGaugeBias = 0x7ff4'5348'4d45'5452ull;  // a signalling NaN payload
 inline constexpr uint64_t kCanonicalNaN = 0x7ff8'0000'0000'0000ull;
+inline constexpr uint64_t kGaugeNeverSet = 0;
+inline constexpr uint64_t EncodeGauge(double v) {
+  return (v != v ? kCanonicalNaN : std::bit_cast<uint64_t>(v)) ^ kGaugeBias;
+}
+inline constexpr double DecodeGauge(uint64_t cell) {
+  return cell == kGaugeNeverSet ? 0.0 : std::bit_cast<double>(cell ^ kGaugeBias);
+}
 
 // FamilyRecord::flags
 inline constexpr uint8_t kFamilyNative = 1;     // histogram with a native (exponential) block
 inline constexpr uint8_t kFamilyExemplars = 2;  // counter / classic buckets carry exemplars
 
-// An exemplar block: [0] seqlock, [1] value (double bits), [2] unix ns, [3] label bytes used,
-// then kExemplarLabelBytes of labels as (u8 name length, name, u8 value length, value)...
+// An exemplar block: the most recent exemplar of one counter or classic bucket, written by the
+// series' writer under a seqlock (odd while it writes; readers of a live writer retry), cell by
+// cell:
+inline constexpr uint32_t kExemplarSeq = 0;     // seqlock
+inline constexpr uint32_t kExemplarValue = 1;   // the observed value (double bits)
+inline constexpr uint32_t kExemplarUnixNs = 2;  // when it was written; 0 = no exemplar yet
+inline constexpr uint32_t kExemplarUsed = 3;    // bytes of the label area in use
+inline constexpr uint32_t kExemplarLabels = 4;  // first cell of the label area
+// The label area holds the label pairs back to back, each part as a length byte then its bytes:
+// (u8 name length, name, u8 value length, value)...; bytes past kExemplarUsed are zero. Each
+// cell holds 8 of those bytes in memory order (memcpy of the byte array into the cells).
 inline constexpr uint32_t kExemplarLabelBytes = 128;  // OpenMetrics' limit on names + values
-inline constexpr uint32_t kExemplarCells = 4 + kExemplarLabelBytes / kCellBytes;
+inline constexpr uint32_t kExemplarCells = kExemplarLabels + kExemplarLabelBytes / kCellBytes;
+
+namespace native {
+// The header of a native histogram block (the bucket math is in native_histogram.h). One writer
+// owns the block; it holds kSeqCell odd while it moves the window or lowers the schema.
+inline constexpr uint32_t kSeqCell = 0;      // seqlock
+inline constexpr uint32_t kSchemaCell = 1;   // schema + kSchemaBias; 0 = no bucketed observation
+inline constexpr uint32_t kOffsetsCell = 2;  // first bucket index per sign, see PackOffsets
+inline constexpr uint32_t kZeroCell = 3;     // zero-bucket count (double bits)
+inline constexpr uint32_t kHeaderCells = 4;  // first bucket cell: W positive, then W negative
+inline constexpr uint64_t kSchemaBias = 16;  // keeps every valid schema cell != 0
+// The offsets word: low 32 bits the first positive bucket index, high 32 the first negative one,
+// each an int32 in two's complement.
+inline constexpr uint64_t PackOffsets(int32_t positive, int32_t negative) {
+  return uint64_t{static_cast<uint32_t>(positive)} | uint64_t{static_cast<uint32_t>(negative)}
+                                                         << 32;
+}
+inline constexpr int32_t FirstPositive(uint64_t offsets) {
+  return static_cast<int32_t>(static_cast<uint32_t>(offsets));
+}
+inline constexpr int32_t FirstNegative(uint64_t offsets) {
+  return static_cast<int32_t>(static_cast<uint32_t>(offsets >> 32));
+}
+inline constexpr uint32_t BlockCells(uint32_t window) { return kHeaderCells + 2 * window; }
+}  // namespace native
 
 // Where the parts of one series' cell range are, relative to its cell_base.
 //  counter:   [value (counter encoding)] [exemplar block]?
@@ -168,7 +211,7 @@ inline constexpr SeriesLayout ComputeSeriesLayout(MetricType type, GaugeMode mod
       l.cells = bucket_count + 2;
       if (flags & kFamilyNative) {
         l.native_offset = l.cells;
-        l.cells += 4 + 2 * native_window;  // see native_histogram.h
+        l.cells += native::BlockCells(native_window);
       }
       if (flags & kFamilyExemplars) {
         l.exemplar_offset = l.cells;
@@ -289,8 +332,7 @@ struct alignas(64) SlotHeader {
   uint64_t claimed_unix_ns;
   int32_t pid;  // as the writer sees it: for labels and logs, never for liveness
   int32_t tid;
-  std::atomic<uint64_t> dropped_series_limit;  // reserved
-  uint64_t reserved[2];
+  uint64_t reserved[3];
 };
 
 using DirectoryEntry = std::atomic<uint32_t>;  // page index or kNoPage
