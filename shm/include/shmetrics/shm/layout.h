@@ -12,7 +12,8 @@
 // worker process) has a slot whose directory maps cell pages to 4 KiB pages of the page pool, so a
 // writer's memory grows with the pages of series it touches, never with slots x all series.
 // The two slots past max_slots are the accumulator banks: the gateway's single-writer store of
-// what dead writers counted (see fold protocol in gateway/src/folder.h).
+// what dead writers counted. The fold protocol that fills them is defined below, at SlotState;
+// gateway/src/folder.h implements it.
 //
 // Invariants:
 //  - Inside the region there are offsets and indices only, never pointers.
@@ -280,7 +281,8 @@ struct alignas(64) RegionHeader {
   std::atomic<uint64_t> dropped_exemplars;  // exemplars too long, or on a family without storage
   std::atomic<uint64_t> registration_errors;  // families or series refused for lack of room
 
-  // Accumulator commit word: bit 0 = active bank, bits 1..63 = committed fold epoch.
+  // The fold protocol's commit word (see SlotState): the active accumulator bank and the last
+  // committed fold epoch, EncodeFoldCommit(epoch, bank). Written only by the gateway.
   alignas(64) std::atomic<uint64_t> fold_commit;
 };
 inline constexpr uint32_t kReadyValue = 0x52454459;  // "REDY"
@@ -317,6 +319,35 @@ struct SeriesRecord {
   uint64_t created_unix_ns;
 };
 
+// The fold protocol: how a dead writer's cells reach the accumulator exactly once, although the
+// gateway may be killed at any instruction.
+//
+// A slot's state machine (SlotHeader::state, release stores, acquire loads):
+//   kFree -> kActive     a writer process, holding the slot's OFD lock (kSlotLockBase + slot)
+//                        and having re-read kFree under it; it holds the lock while it owns the
+//                        slot (a primary slot: until the process dies).
+//   kActive -> kReleased the owning process, when a thread's (non-primary) slot ends with its
+//                        thread: it stores kReleased, then unlocks.
+//   kActive | kReleased -> kFolding
+//                        the gateway (holding kGatewayLockByte), once TryLockByte on the slot's
+//                        lock returned kAcquired: the owner released it or died (the kernel drops
+//                        a dead process's locks). kBusy and kError mean alive. The gateway keeps
+//                        the slot lock until the slot is kFree.
+//   kFolding -> kFree    the gateway, after the commit below and after zeroing the slot's pages
+//                        (the pages stay with the slot for its next occupant).
+// A fold round, by the gateway, with commit word c = fold_commit:
+//   1. every slot to fold gets fold_epoch = FoldEpochOf(c) + 1, then state kFolding;
+//   2. the inactive bank is rebuilt whole: active bank + the folded slots' cells;
+//   3. one release store fold_commit = EncodeFoldCommit(FoldEpochOf(c) + 1, inactive bank): the
+//      commit point, which also makes the rebuilt bank the active one for every reader;
+//   4. the slots are zeroed and set kFree (step "kFolding -> kFree").
+// A round that cannot start (no free page for the inactive bank) changes no state and unlocks
+// the slots: they stay counted where they are until a later round.
+// Crashes: before 3, the active bank is untouched and the slots are still kActive, kReleased or
+// kFolding with an epoch not yet committed, so the next gateway folds them again from scratch.
+// After 3, FoldCommitted(fold_epoch, c) holds for them and the next gateway only zeroes and frees
+// them. Either way each slot is counted once and counters never go backwards. Writers never see
+// a kFolding slot: they claim only kFree ones, under the slot's lock.
 enum class SlotState : uint32_t {
   kFree = 0,
   kActive = 1,    // owned by a live writer (its process holds the slot's lock)
@@ -324,11 +355,23 @@ enum class SlotState : uint32_t {
   kFolding = 3,   // the gateway is folding it into the accumulator (see fold_epoch)
 };
 
+// The commit word: bit 0 the active bank (the slot bank_slot(bank) = max_slots + bank), bits
+// 1..63 the last committed fold epoch (0: nothing folded yet).
+inline constexpr uint64_t EncodeFoldCommit(uint64_t epoch, uint32_t active_bank) {
+  return epoch << 1 | (active_bank & 1);
+}
+inline constexpr uint32_t ActiveBankOf(uint64_t commit) { return commit & 1; }
+inline constexpr uint64_t FoldEpochOf(uint64_t commit) { return commit >> 1; }
+// True when a kFolding slot's fold was committed before a crash: zero and free it, never fold it.
+inline constexpr bool FoldCommitted(uint64_t slot_fold_epoch, uint64_t commit) {
+  return slot_fold_epoch <= FoldEpochOf(commit);
+}
+
 struct alignas(64) SlotHeader {
   std::atomic<uint32_t> state;
   uint32_t primary_slot;  // the slot of this writer's process (== own index for the primary)
   std::atomic<uint64_t> occupancy;  // +1 at every claim: tells a new occupant from the last one
-  uint64_t fold_epoch;              // set with kFolding, compared with the commit word on recovery
+  uint64_t fold_epoch;              // the fold round that set kFolding; see FoldCommitted
   uint64_t claimed_unix_ns;
   int32_t pid;  // as the writer sees it: for labels and logs, never for liveness
   int32_t tid;
