@@ -115,10 +115,10 @@ TEST_P(CorruptHeaderTest, AttachFailsWithClearMessage) {
         h.region_bytes += 4096;
         break;
       case 3:
-        h.max_series = 7;
+        h.capacities.max_series = 7;
         break;
       case 4:
-        h.pages_offset += 4096;
+        h.offsets.pages_offset += 4096;
         break;
     }
   }

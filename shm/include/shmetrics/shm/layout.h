@@ -231,6 +231,33 @@ struct StringRef {
   uint32_t length;
 };
 
+// What a region can hold. max_families, max_series, max_slots, max_cells and string_bytes are
+// chosen (RegionOptions); the rest is derived from them and the size (ComputeLayout), and an
+// attacher derives it again and compares.
+struct RegionCapacities {
+  uint32_t max_families = 0;
+  uint32_t max_series = 0;
+  uint32_t max_slots = 0;       // writer slots; two more follow for the accumulator banks
+  uint32_t max_cells = 0;       // size of the cell index space, a multiple of kCellsPerPage
+  uint32_t pages_per_slot = 0;  // max_cells / kCellsPerPage
+  uint32_t page_count = 0;      // pool size, page 0 included and never used
+  uint32_t hash_buckets = 0;    // power of two, >= 2 * max_series
+  uint32_t string_bytes = 0;
+  bool operator==(const RegionCapacities&) const = default;
+};
+
+// Where each section starts: byte offsets from the region start.
+struct RegionOffsets {
+  uint64_t families_offset = 0;
+  uint64_t series_offset = 0;
+  uint64_t hash_offset = 0;
+  uint64_t strings_offset = 0;
+  uint64_t slots_offset = 0;
+  uint64_t directory_offset = 0;
+  uint64_t pages_offset = 0;
+  bool operator==(const RegionOffsets&) const = default;
+};
+
 struct alignas(64) RegionHeader {
   // Identity, written once by the creator before `ready` is published.
   uint64_t magic;
@@ -240,24 +267,8 @@ struct alignas(64) RegionHeader {
   uint64_t generation;  // random, new each time the region is created
   uint64_t created_unix_ns;
 
-  // Capacities.
-  uint32_t max_families;
-  uint32_t max_series;
-  uint32_t max_slots;       // writer slots; two more follow for the accumulator banks
-  uint32_t max_cells;       // size of the cell index space, a multiple of kCellsPerPage
-  uint32_t pages_per_slot;  // max_cells / kCellsPerPage
-  uint32_t page_count;      // pool size, page 0 included and never used
-  uint32_t hash_buckets;    // power of two, >= 2 * max_series
-  uint32_t string_bytes;
-
-  // Section offsets from the region start.
-  uint64_t families_offset;
-  uint64_t series_offset;
-  uint64_t hash_offset;
-  uint64_t strings_offset;
-  uint64_t slots_offset;
-  uint64_t directory_offset;
-  uint64_t pages_offset;
+  RegionCapacities capacities;
+  RegionOffsets offsets;
 
   std::atomic<uint32_t> ready;  // kReadyValue once the creator has written everything above
   uint32_t reserved0;
@@ -268,8 +279,8 @@ struct alignas(64) RegionHeader {
   std::atomic<uint32_t> cells_used;
   std::atomic<uint32_t> strings_used;
 
-  // Page pool bump pointer (lock-free fetch_add; pages never return to the pool, they stay with
-  // the slot that took them and are zeroed for its next occupant).
+  // Page pool bump pointer, advanced only by TakePage (page_pool.h); pages never return to the
+  // pool, they stay with the slot that took them and are zeroed for its next occupant.
   alignas(64) std::atomic<uint32_t> pages_used;
 
   // Degenerate-path drop counters, shared by all processes: only touched when a writer has no slot
@@ -386,6 +397,9 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 static_assert(sizeof(Cell) == kCellBytes && alignof(Cell) == kCellBytes);
 static_assert(sizeof(RegionHeader) == 448 && alignof(RegionHeader) == 64);
+static_assert(sizeof(RegionCapacities) == 32 && sizeof(RegionOffsets) == 56);
+static_assert(offsetof(RegionHeader, capacities) == 40 && offsetof(RegionHeader, offsets) == 72 &&
+              offsetof(RegionHeader, ready) == 128);
 static_assert(sizeof(FamilyRecord) == 96);
 static_assert(sizeof(SeriesRecord) == 24);
 static_assert(sizeof(SlotHeader) == 64);
