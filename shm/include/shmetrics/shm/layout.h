@@ -182,9 +182,8 @@ inline constexpr uint32_t BlockCells(uint32_t window) { return kHeaderCells + 2 
 //  counter:   [value (counter encoding)] [exemplar block]?
 //  gauge:     [encoded value] [unix ns of the last write, most-recent modes]
 //  summary:   [count, sum]
-//  histogram: [count per finite bound..., +Inf count, sum (double)] [native block]? [exemplar block
-//  per
-//             classic bucket incl. +Inf]?
+//  histogram: [count per finite bound..., +Inf count, sum (double)] [native block]?
+//             [exemplar block per classic bucket incl. +Inf]?
 struct SeriesLayout {
   uint32_t cells = 0;
   uint32_t native_offset = 0;    // 0: none
@@ -407,5 +406,13 @@ static_assert(sizeof(StringRef) == 8);
 static_assert(std::is_standard_layout_v<RegionHeader> && std::is_standard_layout_v<FamilyRecord> &&
               std::is_standard_layout_v<SeriesRecord> && std::is_standard_layout_v<SlotHeader>);
 static_assert(kCellsPerPage * kCellBytes == 4096);
+// Encodings: no gauge value encodes as "never set" (the only bits that would, kGaugeBias, are a
+// NaN and NaN is canonicalised), and the commit word keeps bank and epoch apart.
+static_assert(DecodeGauge(kGaugeNeverSet) == 0.0 && DecodeGauge(EncodeGauge(0.0)) == 0.0 &&
+              EncodeGauge(0.0) != kGaugeNeverSet && DecodeGauge(EncodeGauge(-2.5)) == -2.5);
+static_assert(EncodeGauge(std::bit_cast<double>(kGaugeBias)) == (kCanonicalNaN ^ kGaugeBias));
+static_assert(ActiveBankOf(EncodeFoldCommit(5, 1)) == 1 &&
+              FoldEpochOf(EncodeFoldCommit(5, 1)) == 5);
+static_assert(kExemplarCells == 20 && native::kHeaderCells == 4);
 
 }  // namespace shmetrics::shm
