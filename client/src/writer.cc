@@ -258,11 +258,12 @@ int32_t NativeBucketKey(double a, int32_t schema) noexcept {
 
 void NativeObserveSlow(shm::Cell* block, double v, const NativeParams& p) noexcept {
   // Seqlock: readers retry while the count is odd or has changed under them.
-  const uint64_t seq = block[0].load(std::memory_order_relaxed);
-  block[0].store(seq + 1, std::memory_order_relaxed);
+  shm::Cell& seqlock = block[shm::native::kSeqCell];
+  const uint64_t seq = seqlock.load(std::memory_order_relaxed);
+  seqlock.store(seq + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
   shm::native::AddInPlace(block, p.window, p.schema, v);  // stack buffers: no allocation
-  block[0].store(seq + 2, std::memory_order_release);
+  seqlock.store(seq + 2, std::memory_order_release);
 }
 
 void WriteExemplar(uint32_t region, shm::Cell* block, double value, const ExemplarLabelView* labels,
@@ -286,18 +287,19 @@ void WriteExemplar(uint32_t region, shm::Cell* block, double value, const Exempl
     StateOf(region).region->header().dropped_exemplars.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  const uint64_t seq = block[0].load(std::memory_order_relaxed);
-  block[0].store(seq + 1, std::memory_order_relaxed);
+  shm::Cell& seqlock = block[shm::kExemplarSeq];
+  const uint64_t seq = seqlock.load(std::memory_order_relaxed);
+  seqlock.store(seq + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
-  block[1].store(std::bit_cast<uint64_t>(value), std::memory_order_relaxed);
-  block[2].store(NowUnixNs(), std::memory_order_relaxed);
-  block[3].store(used, std::memory_order_relaxed);
-  for (size_t w = 0; w < shm::kExemplarLabelBytes / 8; ++w) {
+  block[shm::kExemplarValue].store(std::bit_cast<uint64_t>(value), std::memory_order_relaxed);
+  block[shm::kExemplarUnixNs].store(NowUnixNs(), std::memory_order_relaxed);
+  block[shm::kExemplarUsed].store(used, std::memory_order_relaxed);
+  for (size_t w = 0; w < shm::kExemplarLabelBytes / shm::kCellBytes; ++w) {
     uint64_t word;
-    std::memcpy(&word, bytes + w * 8, 8);
-    block[4 + w].store(word, std::memory_order_relaxed);
+    std::memcpy(&word, bytes + w * shm::kCellBytes, shm::kCellBytes);
+    block[shm::kExemplarLabels + w].store(word, std::memory_order_relaxed);
   }
-  block[0].store(seq + 2, std::memory_order_release);
+  seqlock.store(seq + 2, std::memory_order_release);
 }
 
 bool ClaimThreadSlot(uint32_t region) noexcept {

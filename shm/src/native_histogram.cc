@@ -81,16 +81,16 @@ void Merge(Sparse& into, const Sparse& from) {
 bool Decode(const Cell* block, uint32_t window, int32_t family_schema, Sparse& out) {
   out = Sparse{};
   out.schema = family_schema;
-  const uint64_t sc = block[1].load(std::memory_order_relaxed);
-  const double zero = D(block[3].load(std::memory_order_relaxed));
+  const uint64_t sc = block[kSchemaCell].load(std::memory_order_relaxed);
+  const double zero = D(block[kZeroCell].load(std::memory_order_relaxed));
   if (!(zero >= 0) || !std::isfinite(zero)) return false;
   out.zero_count = zero;
   if (sc == 0) return true;  // no bucketed observation yet; a zero-bucket one needs no schema
   if (!ValidSchemaCell(sc) || SchemaOfCell(sc) > family_schema) return false;
   out.schema = SchemaOfCell(sc);
-  const uint64_t offs = block[2].load(std::memory_order_relaxed);
-  const int32_t pos = static_cast<int32_t>(static_cast<uint32_t>(offs));
-  const int32_t neg = static_cast<int32_t>(static_cast<uint32_t>(offs >> 32));
+  const uint64_t offs = block[kOffsetsCell].load(std::memory_order_relaxed);
+  const int32_t pos = FirstPositive(offs);
+  const int32_t neg = FirstNegative(offs);
   for (const int32_t first : {pos, neg}) {
     if (first < -kMaxKey || first > kMaxKey) return false;
   }
@@ -108,11 +108,11 @@ LiveRead DecodeLive(const Cell* block, uint32_t window, int32_t family_schema, S
                     uint32_t attempts) {
   for (uint32_t attempt = 0; attempt < attempts; ++attempt) {
     if (attempt > 0) std::this_thread::yield();  // let a preempted writer finish its update
-    const uint64_t s1 = block[0].load(std::memory_order_acquire);
+    const uint64_t s1 = block[kSeqCell].load(std::memory_order_acquire);
     if (s1 & 1) continue;
     const bool ok = Decode(block, window, family_schema, out);
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (block[0].load(std::memory_order_relaxed) == s1) {
+    if (block[kSeqCell].load(std::memory_order_relaxed) == s1) {
       return ok ? LiveRead::kOk : LiveRead::kInvalid;
     }
   }
@@ -155,13 +155,12 @@ void ReduceWindow(StackWindow& win, uint32_t w) {
 void AddInPlace(Cell* block, uint32_t w, int32_t family_schema, double v) noexcept {
   // Our own block, unless another process scribbled on it: a corrupt schema restarts at the
   // family's (wrong buckets for what was there, but no undefined arithmetic).
-  const uint64_t schema_cell = block[1].load(std::memory_order_relaxed);
+  const uint64_t schema_cell = block[kSchemaCell].load(std::memory_order_relaxed);
   int32_t schema = ValidSchemaCell(schema_cell) ? SchemaOfCell(schema_cell) : family_schema;
-  const uint64_t offs = block[2].load(std::memory_order_relaxed);
+  const uint64_t offs = block[kOffsetsCell].load(std::memory_order_relaxed);
   StackWindow pos, neg;
-  LoadWindow(block + kHeaderCells, w, static_cast<int32_t>(static_cast<uint32_t>(offs)), pos);
-  LoadWindow(block + kHeaderCells + w, w, static_cast<int32_t>(static_cast<uint32_t>(offs >> 32)),
-             neg);
+  LoadWindow(block + kHeaderCells, w, FirstPositive(offs), pos);
+  LoadWindow(block + kHeaderCells + w, w, FirstNegative(offs), neg);
   StackWindow& target = v > 0 ? pos : neg;
   const double a = v > 0 ? v : -v;
   for (;;) {
@@ -194,11 +193,8 @@ void AddInPlace(Cell* block, uint32_t w, int32_t family_schema, double v) noexce
   }
   StoreWindow(block + kHeaderCells, w, pos);
   StoreWindow(block + kHeaderCells + w, w, neg);
-  block[2].store(uint64_t{static_cast<uint32_t>(pos.offset)} |
-                     uint64_t{static_cast<uint32_t>(neg.offset)} << 32,
-                 std::memory_order_relaxed);
-  block[1].store(static_cast<uint64_t>(schema + static_cast<int32_t>(kSchemaBias)),
-                 std::memory_order_relaxed);
+  block[kOffsetsCell].store(PackOffsets(pos.offset, neg.offset), std::memory_order_relaxed);
+  block[kSchemaCell].store(SchemaCellOf(schema), std::memory_order_relaxed);
 }
 
 void Encode(Sparse h, Cell* block, uint32_t window) {
@@ -228,12 +224,10 @@ void Encode(Sparse h, Cell* block, uint32_t window) {
   };
   store(h.positive, pos, block + kHeaderCells);
   store(h.negative, neg, block + kHeaderCells + window);
-  block[2].store(uint64_t{static_cast<uint32_t>(pos)} | uint64_t{static_cast<uint32_t>(neg)} << 32,
-                 std::memory_order_relaxed);
-  block[3].store(U(h.zero_count), std::memory_order_relaxed);
+  block[kOffsetsCell].store(PackOffsets(pos, neg), std::memory_order_relaxed);
+  block[kZeroCell].store(U(h.zero_count), std::memory_order_relaxed);
   const bool any = !h.positive.empty() || !h.negative.empty();
-  block[1].store(any ? static_cast<uint64_t>(h.schema + static_cast<int32_t>(kSchemaBias)) : 0,
-                 std::memory_order_relaxed);
+  block[kSchemaCell].store(any ? SchemaCellOf(h.schema) : 0, std::memory_order_relaxed);
 }
 
 }  // namespace shmetrics::shm::native

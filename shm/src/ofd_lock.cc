@@ -44,10 +44,4 @@ LockResult LockByteWithin(int fd, int64_t offset, std::chrono::milliseconds time
   }
 }
 
-bool IsByteLockedByOther(int fd, int64_t offset) noexcept {
-  struct flock fl = ByteLock(F_WRLCK, offset);
-  if (::fcntl(fd, F_OFD_GETLK, &fl) != 0) return false;
-  return fl.l_type != F_UNLCK;
-}
-
 }  // namespace shmetrics::shm

@@ -209,7 +209,11 @@ gid_t ResolveGroup(const std::string& name) {
   return found->gr_gid;
 }
 
-Layout ComputeLayout(const RegionOptions& o) {
+namespace {
+
+// The layout for the size and chosen capacities in `o` (RegionCapacities says which are chosen);
+// its derived fields are ignored and computed here, so creator and attacher share one derivation.
+Layout DeriveLayout(const Layout& o) {
   auto fail = [&](const std::string& what) { throw RegionError("region options: " + what); };
   if (o.max_families < 1 || o.max_families > (1u << 20)) fail("max_families must be 1..1048576");
   if (o.max_series < 1 || o.max_series > (1u << 26)) fail("max_series must be 1..67108864");
@@ -221,17 +225,11 @@ Layout ComputeLayout(const RegionOptions& o) {
   }
   if (o.string_bytes < 4096 || o.string_bytes > (1u << 30))
     fail("string_bytes must be 4 KiB..1 GiB");
-  if (o.size_bytes > kMaxRegionBytes) fail("size_bytes is larger than 1 TiB");
+  if (o.region_bytes > kMaxRegionBytes) fail("size_bytes is larger than 1 TiB");
 
-  Layout l;
-  l.region_bytes = o.size_bytes;
-  l.max_families = o.max_families;
-  l.max_series = o.max_series;
-  l.max_slots = o.max_slots;
-  l.max_cells = o.max_cells;
+  Layout l = o;
   l.pages_per_slot = o.max_cells / kCellsPerPage;
   l.hash_buckets = NextPowerOfTwo(2ull * o.max_series);
-  l.string_bytes = o.string_bytes;
 
   uint64_t off = AlignUp(sizeof(RegionHeader), 64);
   l.families_offset = off;
@@ -252,14 +250,27 @@ Layout ComputeLayout(const RegionOptions& o) {
   // useful. Below that the region cannot hold anything.
   const uint64_t min_pages = 1 + 2 + 4;
   const uint64_t need = l.pages_offset + min_pages * kPageBytes;
-  if (o.size_bytes < need) {
-    fail("size_bytes " + std::to_string(o.size_bytes) +
+  if (o.region_bytes < need) {
+    fail("size_bytes " + std::to_string(o.region_bytes) +
          " is too small for these capacities: need " + "at least " + std::to_string(need) +
          " bytes (raise size_bytes or lower max_series, " + "max_slots, max_cells, string_bytes)");
   }
-  const uint64_t pages = (o.size_bytes - l.pages_offset) / kPageBytes;
+  const uint64_t pages = (o.region_bytes - l.pages_offset) / kPageBytes;
   l.page_count = static_cast<uint32_t>(std::min<uint64_t>(pages, 0xffffffffu));
   return l;
+}
+
+}  // namespace
+
+Layout ComputeLayout(const RegionOptions& o) {
+  Layout chosen;
+  chosen.region_bytes = o.size_bytes;
+  chosen.max_families = o.max_families;
+  chosen.max_series = o.max_series;
+  chosen.max_slots = o.max_slots;
+  chosen.max_cells = o.max_cells;
+  chosen.string_bytes = o.string_bytes;
+  return DeriveLayout(chosen);
 }
 
 Layout ValidateHeader(const RegionHeader& h, uint64_t actual_bytes, std::string_view name) {
@@ -282,25 +293,17 @@ Layout ValidateHeader(const RegionHeader& h, uint64_t actual_bytes, std::string_
                           " bytes but the object has " + std::to_string(actual_bytes),
                       Reason::kInvalid);
   }
-  RegionOptions o;
-  o.size_bytes = h.region_bytes;
-  o.max_families = h.max_families;
-  o.max_series = h.max_series;
-  o.max_slots = h.max_slots;
-  o.max_cells = h.max_cells;
-  o.string_bytes = h.string_bytes;
+  Layout chosen;
+  chosen.region_bytes = h.region_bytes;
+  static_cast<RegionCapacities&>(chosen) = h.capacities;
   Layout l;
   try {
-    l = ComputeLayout(o);
+    l = DeriveLayout(chosen);
   } catch (const RegionError& e) {
     throw RegionError(who + "corrupt capacities: " + e.what(), Reason::kInvalid);
   }
-  const bool same = l.pages_per_slot == h.pages_per_slot && l.page_count == h.page_count &&
-                    l.hash_buckets == h.hash_buckets && l.families_offset == h.families_offset &&
-                    l.series_offset == h.series_offset && l.hash_offset == h.hash_offset &&
-                    l.strings_offset == h.strings_offset && l.slots_offset == h.slots_offset &&
-                    l.directory_offset == h.directory_offset && l.pages_offset == h.pages_offset;
-  if (!same) {
+  if (static_cast<const RegionCapacities&>(l) != h.capacities ||
+      static_cast<const RegionOffsets&>(l) != h.offsets) {
     throw RegionError(who + "corrupt header: section offsets do not match capacities",
                       Reason::kInvalid);
   }
@@ -513,21 +516,8 @@ std::unique_ptr<Region> Region::Attach(const std::string& name, int raw_fd, bool
   std::random_device rd;
   h.generation = (uint64_t{rd()} << 32 | rd()) ^ NowUnixNs();
   h.created_unix_ns = NowUnixNs();
-  h.max_families = l.max_families;
-  h.max_series = l.max_series;
-  h.max_slots = l.max_slots;
-  h.max_cells = l.max_cells;
-  h.pages_per_slot = l.pages_per_slot;
-  h.page_count = l.page_count;
-  h.hash_buckets = l.hash_buckets;
-  h.string_bytes = l.string_bytes;
-  h.families_offset = l.families_offset;
-  h.series_offset = l.series_offset;
-  h.hash_offset = l.hash_offset;
-  h.strings_offset = l.strings_offset;
-  h.slots_offset = l.slots_offset;
-  h.directory_offset = l.directory_offset;
-  h.pages_offset = l.pages_offset;
+  h.capacities = l;
+  h.offsets = l;
   h.cells_used.store(kSystemCells, std::memory_order_relaxed);
   h.pages_used.store(1, std::memory_order_relaxed);  // page 0 is kNoPage
   h.ready.store(kReadyValue, std::memory_order_release);

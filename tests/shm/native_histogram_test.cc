@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <cmath>
+#include <cstdint>
 #include <random>
 #include <vector>
 
@@ -83,7 +84,7 @@ TEST(NativeHistogramTest, MergeOfDifferentSchemasReducesToTheLowest) {
 TEST(NativeHistogramTest, DecodeRejectsCorruptSchema) {
   std::vector<Cell> block(BlockCells(4));
   for (auto& c : block) c.store(0);
-  block[1].store(kSchemaBias + 20);  // schema 20: impossible
+  block[kSchemaCell].store(kSchemaBias + 20);  // schema 20: impossible
   Sparse out;
   EXPECT_FALSE(Decode(block.data(), 4, 3, out));
 }
@@ -128,8 +129,8 @@ TEST(NativeHistogramTest, DecodeRejectsWildOffsetsSchemaCellsAndCounts) {
   auto fresh = [] {
     std::vector<Cell> block(BlockCells(4));
     for (auto& c : block) c.store(0);
-    block[1].store(kSchemaBias + 3);
-    block[4].store(std::bit_cast<uint64_t>(1.0));
+    block[kSchemaCell].store(kSchemaBias + 3);
+    block[kHeaderCells].store(std::bit_cast<uint64_t>(1.0));
     return block;
   };
   Sparse out;
@@ -160,14 +161,23 @@ TEST(NativeHistogramTest, DecodeRejectsWildOffsetsSchemaCellsAndCounts) {
   }
 }
 
+// The offsets word is read by separately built writers and gateways: its bits are fixed.
+TEST(NativeHistogramTest, OffsetsWordHoldsPositiveLowNegativeHigh) {
+  static_assert(PackOffsets(INT32_MIN, INT32_MIN) == 0x8000'0000'8000'0000ull);
+  static_assert(PackOffsets(-1, 2) == 0x0000'0002'ffff'ffffull);
+  static_assert(FirstPositive(PackOffsets(-7, 9)) == -7 && FirstNegative(PackOffsets(-7, 9)) == 9);
+  static_assert(SchemaOfCell(SchemaCellOf(kMinSchema)) == kMinSchema && !ValidSchemaCell(0));
+  EXPECT_EQ(FirstNegative(PackOffsets(INT32_MAX, INT32_MIN)), INT32_MIN);
+}
+
 // The writer's own block scribbled on by another process: AddInPlace restarts a corrupt schema at
 // the family's and still counts the observation (UBSan guards the arithmetic in the sanitizer run).
 TEST(NativeHistogramTest, AddInPlaceSurvivesACorruptBlock) {
   for (uint64_t schema_cell : {0x8000000000000000ull, 0xffffffffull, 0x80000000ull}) {
     std::vector<Cell> block(BlockCells(4));
     for (auto& c : block) c.store(0);
-    block[1].store(schema_cell);
-    block[2].store(0x8000000080000000ull);  // both first indices INT32_MIN
+    block[kSchemaCell].store(schema_cell);
+    block[kOffsetsCell].store(PackOffsets(INT32_MIN, INT32_MIN));
     AddInPlace(block.data(), 4, 3, 1.5);
     Sparse out;
     ASSERT_TRUE(Decode(block.data(), 4, 3, out)) << std::hex << schema_cell;

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -114,10 +115,10 @@ TEST_P(CorruptHeaderTest, AttachFailsWithClearMessage) {
         h.region_bytes += 4096;
         break;
       case 3:
-        h.max_series = 7;
+        h.capacities.max_series = 7;
         break;
       case 4:
-        h.pages_offset += 4096;
+        h.offsets.pages_offset += 4096;
         break;
     }
   }
@@ -164,10 +165,19 @@ TEST(OfdLockTest, DescriptorsExcludeEachOtherEvenInOneProcess) {
   int b = r->OpenLockDescriptor();
   EXPECT_EQ(TryLockByte(a, kSlotLockBase), LockResult::kAcquired);
   EXPECT_EQ(TryLockByte(b, kSlotLockBase), LockResult::kBusy);
-  EXPECT_TRUE(IsByteLockedByOther(b, kSlotLockBase));
+  EXPECT_EQ(TryLockByte(b, kSlotLockBase), LockResult::kBusy) << "a failed probe takes nothing";
+  EXPECT_EQ(TryLockByte(a, kSlotLockBase), LockResult::kAcquired) << "the holder may re-lock";
   ::close(a);  // closing the descriptor releases, as process death does
   EXPECT_EQ(TryLockByte(b, kSlotLockBase), LockResult::kAcquired);
   ::close(b);
+}
+
+// A probe that fails is not a dead holder: TryLockByte says kError (never kAcquired), so a
+// liveness check that folds only on kAcquired leaves the slot alone.
+TEST(OfdLockTest, ProbeErrorIsNotAcquired) {
+  errno = 0;
+  EXPECT_EQ(TryLockByte(-1, kSlotLockBase), LockResult::kError);
+  EXPECT_EQ(errno, EBADF);
 }
 
 TEST(OfdLockTest, ReleasedWhenHolderIsKilled) {

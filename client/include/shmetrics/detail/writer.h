@@ -149,26 +149,24 @@ inline void SingleWriterAdd(shm::Cell& cell, double v) noexcept {
 inline void NativeObserve(shm::Cell* block, double v, const NativeParams& p) noexcept {
   if (v != v) return;  // NaN: counted by the classic part (+Inf bucket, sum) only
   const double a = v < 0 ? -v : v;
-  if (a <= p.zero_threshold) return SingleWriterAdd(block[3], 1.0);
-  const uint64_t schema_cell = block[1].load(std::memory_order_relaxed);
+  if (a <= p.zero_threshold) return SingleWriterAdd(block[shm::native::kZeroCell], 1.0);
+  const uint64_t schema_cell = block[shm::native::kSchemaCell].load(std::memory_order_relaxed);
   // One unsigned compare: 0 (no observation yet) and any corrupt value take the slow path.
   if (__builtin_expect(shm::native::ValidSchemaCell(schema_cell), 1)) {
     const int32_t key = NativeBucketKey(a, shm::native::SchemaOfCell(schema_cell));
-    const uint64_t offsets = block[2].load(std::memory_order_relaxed);
-    const auto first = static_cast<uint32_t>(v > 0 ? offsets : offsets >> 32);
+    const uint64_t offsets = block[shm::native::kOffsetsCell].load(std::memory_order_relaxed);
+    const auto first = static_cast<uint32_t>(v > 0 ? shm::native::FirstPositive(offsets)
+                                                   : shm::native::FirstNegative(offsets));
     const uint32_t i = static_cast<uint32_t>(key) - first;  // modular: no signed overflow
-    if (i < p.window) return SingleWriterAdd(block[4 + (v > 0 ? 0 : p.window) + i], 1.0);
+    if (i < p.window) {
+      return SingleWriterAdd(block[shm::native::kHeaderCells + (v > 0 ? 0 : p.window) + i], 1.0);
+    }
   }
   NativeObserveSlow(block, v, p);
 }
 
-inline uint64_t EncodeGauge(double v) noexcept {
-  uint64_t bits = std::bit_cast<uint64_t>(v);
-  if (v != v) bits = shm::kCanonicalNaN;  // keeps every encoding != 0 (0 means "never set")
-  return bits ^ shm::kGaugeBias;
-}
-inline double DecodeGauge(uint64_t encoded) noexcept {
-  return encoded == 0 ? 0.0 : std::bit_cast<double>(encoded ^ shm::kGaugeBias);
-}
+// The gauge encoding (shm/layout.h): a never-set cell decodes as 0.0, so Add starts from 0.
+using shm::DecodeGauge;
+using shm::EncodeGauge;
 
 }  // namespace shmetrics::detail

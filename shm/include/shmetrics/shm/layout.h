@@ -12,7 +12,8 @@
 // worker process) has a slot whose directory maps cell pages to 4 KiB pages of the page pool, so a
 // writer's memory grows with the pages of series it touches, never with slots x all series.
 // The two slots past max_slots are the accumulator banks: the gateway's single-writer store of
-// what dead writers counted (see fold protocol in gateway/src/folder.h).
+// what dead writers counted. The fold protocol that fills them is defined below, at SlotState;
+// gateway/src/folder.h implements it.
 //
 // Invariants:
 //  - Inside the region there are offsets and indices only, never pointers.
@@ -119,28 +120,70 @@ inline constexpr uint64_t AddCounterCells(uint64_t a, uint64_t b) {
   return EncodeCounterFloat(DecodeCounterCell(a) + DecodeCounterCell(b));
 }
 
-// Gauge cells hold the value's bits XOR kGaugeBias, so that a zeroed cell means "this worker
-// never set it" (min/max/mostrecent/all must not see a phantom 0). NaN is canonicalised on store,
-// so no value encodes to 0.
+// Gauge cells hold the value's bits XOR kGaugeBias, so that a zeroed cell, kGaugeNeverSet, means
+// "this worker never set it" (min/max/mostrecent/all must not see a phantom 0). NaN is
+// canonicalised on store, so no value encodes to kGaugeNeverSet.
+// The rule for reading: DecodeGauge(kGaugeNeverSet) is 0.0, the value a gauge starts at (so Add
+// on a fresh cell adds to 0). A merge that must not count an unset worker compares the cell with
+// kGaugeNeverSet before decoding it.
 inline constexpr uint64_t kGaugeBias = 0x7ff4'5348'4d45'5452ull;  // a signalling NaN payload
 inline constexpr uint64_t kCanonicalNaN = 0x7ff8'0000'0000'0000ull;
+inline constexpr uint64_t kGaugeNeverSet = 0;
+inline constexpr uint64_t EncodeGauge(double v) {
+  return (v != v ? kCanonicalNaN : std::bit_cast<uint64_t>(v)) ^ kGaugeBias;
+}
+inline constexpr double DecodeGauge(uint64_t cell) {
+  return cell == kGaugeNeverSet ? 0.0 : std::bit_cast<double>(cell ^ kGaugeBias);
+}
 
 // FamilyRecord::flags
 inline constexpr uint8_t kFamilyNative = 1;     // histogram with a native (exponential) block
 inline constexpr uint8_t kFamilyExemplars = 2;  // counter / classic buckets carry exemplars
 
-// An exemplar block: [0] seqlock, [1] value (double bits), [2] unix ns, [3] label bytes used,
-// then kExemplarLabelBytes of labels as (u8 name length, name, u8 value length, value)...
+// An exemplar block: the most recent exemplar of one counter or classic bucket, written by the
+// series' writer under a seqlock (odd while it writes; readers of a live writer retry), cell by
+// cell:
+inline constexpr uint32_t kExemplarSeq = 0;     // seqlock
+inline constexpr uint32_t kExemplarValue = 1;   // the observed value (double bits)
+inline constexpr uint32_t kExemplarUnixNs = 2;  // when it was written; 0 = no exemplar yet
+inline constexpr uint32_t kExemplarUsed = 3;    // bytes of the label area in use
+inline constexpr uint32_t kExemplarLabels = 4;  // first cell of the label area
+// The label area holds the label pairs back to back, each part as a length byte then its bytes:
+// (u8 name length, name, u8 value length, value)...; bytes past kExemplarUsed are zero. Each
+// cell holds 8 of those bytes in memory order (memcpy of the byte array into the cells).
 inline constexpr uint32_t kExemplarLabelBytes = 128;  // OpenMetrics' limit on names + values
-inline constexpr uint32_t kExemplarCells = 4 + kExemplarLabelBytes / kCellBytes;
+inline constexpr uint32_t kExemplarCells = kExemplarLabels + kExemplarLabelBytes / kCellBytes;
+
+namespace native {
+// The header of a native histogram block (the bucket math is in native_histogram.h). One writer
+// owns the block; it holds kSeqCell odd while it moves the window or lowers the schema.
+inline constexpr uint32_t kSeqCell = 0;      // seqlock
+inline constexpr uint32_t kSchemaCell = 1;   // schema + kSchemaBias; 0 = no bucketed observation
+inline constexpr uint32_t kOffsetsCell = 2;  // first bucket index per sign, see PackOffsets
+inline constexpr uint32_t kZeroCell = 3;     // zero-bucket count (double bits)
+inline constexpr uint32_t kHeaderCells = 4;  // first bucket cell: W positive, then W negative
+inline constexpr uint64_t kSchemaBias = 16;  // keeps every valid schema cell != 0
+// The offsets word: low 32 bits the first positive bucket index, high 32 the first negative one,
+// each an int32 in two's complement.
+inline constexpr uint64_t PackOffsets(int32_t positive, int32_t negative) {
+  return uint64_t{static_cast<uint32_t>(positive)} | uint64_t{static_cast<uint32_t>(negative)}
+                                                         << 32;
+}
+inline constexpr int32_t FirstPositive(uint64_t offsets) {
+  return static_cast<int32_t>(static_cast<uint32_t>(offsets));
+}
+inline constexpr int32_t FirstNegative(uint64_t offsets) {
+  return static_cast<int32_t>(static_cast<uint32_t>(offsets >> 32));
+}
+inline constexpr uint32_t BlockCells(uint32_t window) { return kHeaderCells + 2 * window; }
+}  // namespace native
 
 // Where the parts of one series' cell range are, relative to its cell_base.
 //  counter:   [value (counter encoding)] [exemplar block]?
 //  gauge:     [encoded value] [unix ns of the last write, most-recent modes]
 //  summary:   [count, sum]
-//  histogram: [count per finite bound..., +Inf count, sum (double)] [native block]? [exemplar block
-//  per
-//             classic bucket incl. +Inf]?
+//  histogram: [count per finite bound..., +Inf count, sum (double)] [native block]?
+//             [exemplar block per classic bucket incl. +Inf]?
 struct SeriesLayout {
   uint32_t cells = 0;
   uint32_t native_offset = 0;    // 0: none
@@ -168,7 +211,7 @@ inline constexpr SeriesLayout ComputeSeriesLayout(MetricType type, GaugeMode mod
       l.cells = bucket_count + 2;
       if (flags & kFamilyNative) {
         l.native_offset = l.cells;
-        l.cells += 4 + 2 * native_window;  // see native_histogram.h
+        l.cells += native::BlockCells(native_window);
       }
       if (flags & kFamilyExemplars) {
         l.exemplar_offset = l.cells;
@@ -187,6 +230,33 @@ struct StringRef {
   uint32_t length;
 };
 
+// What a region can hold. max_families, max_series, max_slots, max_cells and string_bytes are
+// chosen (RegionOptions); the rest is derived from them and the size (ComputeLayout), and an
+// attacher derives it again and compares.
+struct RegionCapacities {
+  uint32_t max_families = 0;
+  uint32_t max_series = 0;
+  uint32_t max_slots = 0;       // writer slots; two more follow for the accumulator banks
+  uint32_t max_cells = 0;       // size of the cell index space, a multiple of kCellsPerPage
+  uint32_t pages_per_slot = 0;  // max_cells / kCellsPerPage
+  uint32_t page_count = 0;      // pool size, page 0 included and never used
+  uint32_t hash_buckets = 0;    // power of two, >= 2 * max_series
+  uint32_t string_bytes = 0;
+  bool operator==(const RegionCapacities&) const = default;
+};
+
+// Where each section starts: byte offsets from the region start.
+struct RegionOffsets {
+  uint64_t families_offset = 0;
+  uint64_t series_offset = 0;
+  uint64_t hash_offset = 0;
+  uint64_t strings_offset = 0;
+  uint64_t slots_offset = 0;
+  uint64_t directory_offset = 0;
+  uint64_t pages_offset = 0;
+  bool operator==(const RegionOffsets&) const = default;
+};
+
 struct alignas(64) RegionHeader {
   // Identity, written once by the creator before `ready` is published.
   uint64_t magic;
@@ -196,24 +266,8 @@ struct alignas(64) RegionHeader {
   uint64_t generation;  // random, new each time the region is created
   uint64_t created_unix_ns;
 
-  // Capacities.
-  uint32_t max_families;
-  uint32_t max_series;
-  uint32_t max_slots;       // writer slots; two more follow for the accumulator banks
-  uint32_t max_cells;       // size of the cell index space, a multiple of kCellsPerPage
-  uint32_t pages_per_slot;  // max_cells / kCellsPerPage
-  uint32_t page_count;      // pool size, page 0 included and never used
-  uint32_t hash_buckets;    // power of two, >= 2 * max_series
-  uint32_t string_bytes;
-
-  // Section offsets from the region start.
-  uint64_t families_offset;
-  uint64_t series_offset;
-  uint64_t hash_offset;
-  uint64_t strings_offset;
-  uint64_t slots_offset;
-  uint64_t directory_offset;
-  uint64_t pages_offset;
+  RegionCapacities capacities;
+  RegionOffsets offsets;
 
   std::atomic<uint32_t> ready;  // kReadyValue once the creator has written everything above
   uint32_t reserved0;
@@ -224,8 +278,8 @@ struct alignas(64) RegionHeader {
   std::atomic<uint32_t> cells_used;
   std::atomic<uint32_t> strings_used;
 
-  // Page pool bump pointer (lock-free fetch_add; pages never return to the pool, they stay with
-  // the slot that took them and are zeroed for its next occupant).
+  // Page pool bump pointer, advanced only by TakePage (page_pool.h); pages never return to the
+  // pool, they stay with the slot that took them and are zeroed for its next occupant.
   alignas(64) std::atomic<uint32_t> pages_used;
 
   // Degenerate-path drop counters, shared by all processes: only touched when a writer has no slot
@@ -237,7 +291,8 @@ struct alignas(64) RegionHeader {
   std::atomic<uint64_t> dropped_exemplars;  // exemplars too long, or on a family without storage
   std::atomic<uint64_t> registration_errors;  // families or series refused for lack of room
 
-  // Accumulator commit word: bit 0 = active bank, bits 1..63 = committed fold epoch.
+  // The fold protocol's commit word (see SlotState): the active accumulator bank and the last
+  // committed fold epoch, EncodeFoldCommit(epoch, bank). Written only by the gateway.
   alignas(64) std::atomic<uint64_t> fold_commit;
 };
 inline constexpr uint32_t kReadyValue = 0x52454459;  // "REDY"
@@ -274,6 +329,35 @@ struct SeriesRecord {
   uint64_t created_unix_ns;
 };
 
+// The fold protocol: how a dead writer's cells reach the accumulator exactly once, although the
+// gateway may be killed at any instruction.
+//
+// A slot's state machine (SlotHeader::state, release stores, acquire loads):
+//   kFree -> kActive     a writer process, holding the slot's OFD lock (kSlotLockBase + slot)
+//                        and having re-read kFree under it; it holds the lock while it owns the
+//                        slot (a primary slot: until the process dies).
+//   kActive -> kReleased the owning process, when a thread's (non-primary) slot ends with its
+//                        thread: it stores kReleased, then unlocks.
+//   kActive | kReleased -> kFolding
+//                        the gateway (holding kGatewayLockByte), once TryLockByte on the slot's
+//                        lock returned kAcquired: the owner released it or died (the kernel drops
+//                        a dead process's locks). kBusy and kError mean alive. The gateway keeps
+//                        the slot lock until the slot is kFree.
+//   kFolding -> kFree    the gateway, after the commit below and after zeroing the slot's pages
+//                        (the pages stay with the slot for its next occupant).
+// A fold round, by the gateway, with commit word c = fold_commit:
+//   1. every slot to fold gets fold_epoch = FoldEpochOf(c) + 1, then state kFolding;
+//   2. the inactive bank is rebuilt whole: active bank + the folded slots' cells;
+//   3. one release store fold_commit = EncodeFoldCommit(FoldEpochOf(c) + 1, inactive bank): the
+//      commit point, which also makes the rebuilt bank the active one for every reader;
+//   4. the slots are zeroed and set kFree (step "kFolding -> kFree").
+// A round that cannot start (no free page for the inactive bank) changes no state and unlocks
+// the slots: they stay counted where they are until a later round.
+// Crashes: before 3, the active bank is untouched and the slots are still kActive, kReleased or
+// kFolding with an epoch not yet committed, so the next gateway folds them again from scratch.
+// After 3, FoldCommitted(fold_epoch, c) holds for them and the next gateway only zeroes and frees
+// them. Either way each slot is counted once and counters never go backwards. Writers never see
+// a kFolding slot: they claim only kFree ones, under the slot's lock.
 enum class SlotState : uint32_t {
   kFree = 0,
   kActive = 1,    // owned by a live writer (its process holds the slot's lock)
@@ -281,16 +365,27 @@ enum class SlotState : uint32_t {
   kFolding = 3,   // the gateway is folding it into the accumulator (see fold_epoch)
 };
 
+// The commit word: bit 0 the active bank (the slot bank_slot(bank) = max_slots + bank), bits
+// 1..63 the last committed fold epoch (0: nothing folded yet).
+inline constexpr uint64_t EncodeFoldCommit(uint64_t epoch, uint32_t active_bank) {
+  return epoch << 1 | (active_bank & 1);
+}
+inline constexpr uint32_t ActiveBankOf(uint64_t commit) { return commit & 1; }
+inline constexpr uint64_t FoldEpochOf(uint64_t commit) { return commit >> 1; }
+// True when a kFolding slot's fold was committed before a crash: zero and free it, never fold it.
+inline constexpr bool FoldCommitted(uint64_t slot_fold_epoch, uint64_t commit) {
+  return slot_fold_epoch <= FoldEpochOf(commit);
+}
+
 struct alignas(64) SlotHeader {
   std::atomic<uint32_t> state;
   uint32_t primary_slot;  // the slot of this writer's process (== own index for the primary)
   std::atomic<uint64_t> occupancy;  // +1 at every claim: tells a new occupant from the last one
-  uint64_t fold_epoch;              // set with kFolding, compared with the commit word on recovery
+  uint64_t fold_epoch;              // the fold round that set kFolding; see FoldCommitted
   uint64_t claimed_unix_ns;
   int32_t pid;  // as the writer sees it: for labels and logs, never for liveness
   int32_t tid;
-  std::atomic<uint64_t> dropped_series_limit;  // reserved
-  uint64_t reserved[2];
+  uint64_t reserved[3];
 };
 
 using DirectoryEntry = std::atomic<uint32_t>;  // page index or kNoPage
@@ -301,6 +396,9 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 static_assert(sizeof(Cell) == kCellBytes && alignof(Cell) == kCellBytes);
 static_assert(sizeof(RegionHeader) == 448 && alignof(RegionHeader) == 64);
+static_assert(sizeof(RegionCapacities) == 32 && sizeof(RegionOffsets) == 56);
+static_assert(offsetof(RegionHeader, capacities) == 40 && offsetof(RegionHeader, offsets) == 72 &&
+              offsetof(RegionHeader, ready) == 128);
 static_assert(sizeof(FamilyRecord) == 96);
 static_assert(sizeof(SeriesRecord) == 24);
 static_assert(sizeof(SlotHeader) == 64);
@@ -308,5 +406,13 @@ static_assert(sizeof(StringRef) == 8);
 static_assert(std::is_standard_layout_v<RegionHeader> && std::is_standard_layout_v<FamilyRecord> &&
               std::is_standard_layout_v<SeriesRecord> && std::is_standard_layout_v<SlotHeader>);
 static_assert(kCellsPerPage * kCellBytes == 4096);
+// Encodings: no gauge value encodes as "never set" (the only bits that would, kGaugeBias, are a
+// NaN and NaN is canonicalised), and the commit word keeps bank and epoch apart.
+static_assert(DecodeGauge(kGaugeNeverSet) == 0.0 && DecodeGauge(EncodeGauge(0.0)) == 0.0 &&
+              EncodeGauge(0.0) != kGaugeNeverSet && DecodeGauge(EncodeGauge(-2.5)) == -2.5);
+static_assert(EncodeGauge(std::bit_cast<double>(kGaugeBias)) == (kCanonicalNaN ^ kGaugeBias));
+static_assert(ActiveBankOf(EncodeFoldCommit(5, 1)) == 1 &&
+              FoldEpochOf(EncodeFoldCommit(5, 1)) == 5);
+static_assert(kExemplarCells == 20 && native::kHeaderCells == 4);
 
 }  // namespace shmetrics::shm

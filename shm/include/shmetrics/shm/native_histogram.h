@@ -9,13 +9,10 @@
 // A writer keeps, per sign, a window of `window` consecutive buckets. An observation outside the
 // window moves the window if the occupied span fits, otherwise reduces the schema (halving the
 // resolution) until it fits: the documented rule at the bound, as the native histogram spec
-// allows. The block (cells, 8 bytes each):
-//   [0] seq       seqlock: odd while the writer moves or reduces; readers retry
-//   [1] schema    schema + kSchemaBias; 0 = no observation yet
-//   [2] offsets   low 32 bits: first positive bucket index, high 32: first negative (int32)
-//   [3] zero      zero-bucket count (double)
-//   [4, 4+W)      positive bucket counts (double)
-//   [4+W, 4+2W)   negative bucket counts (double)
+// allows. The block is kHeaderCells of header (seqlock, schema, offsets word, zero count; named
+// in layout.h, beside the rest of the region's bytes), then the window's bucket counts (doubles):
+//   [kHeaderCells, kHeaderCells + W)        positive buckets, from FirstPositive(offsets word)
+//   [kHeaderCells + W, kHeaderCells + 2W)   negative buckets, from FirstNegative(offsets word)
 // Counts and sums come from the family's classic part (its +Inf bucket and sum cells).
 #pragma once
 
@@ -28,8 +25,6 @@ namespace shmetrics::shm::native {
 
 inline constexpr int32_t kMinSchema = -4;
 inline constexpr int32_t kMaxSchema = 8;
-inline constexpr uint64_t kSchemaBias = 16;
-inline constexpr uint32_t kHeaderCells = 4;
 inline constexpr uint32_t kMaxWindow = 240;  // a block must fit a page with the classic part
 inline constexpr double kDefaultZeroThreshold = 2.938735877055719e-39;  // 2^-128, as client_golang
 // Every finite non-zero double has a bucket key within +-kMaxKey at any schema (binary exponents
@@ -37,7 +32,7 @@ inline constexpr double kDefaultZeroThreshold = 2.938735877055719e-39;  // 2^-12
 // that range is corrupt; checking it keeps all index arithmetic far from int32 overflow.
 inline constexpr int32_t kMaxKey = 1100 << kMaxSchema;
 
-// The schema a block's schema cell holds, or nullopt when the cell is 0 (no bucketed observation
+// Whether a block's schema cell holds a schema: false when the cell is 0 (no bucketed observation
 // yet) or outside kMinSchema..kMaxSchema (corrupt). Unsigned compare: any 64-bit value is safe.
 inline constexpr bool ValidSchemaCell(uint64_t cell) {
   constexpr uint64_t kLowest = kSchemaBias - static_cast<uint64_t>(-kMinSchema);
@@ -46,8 +41,9 @@ inline constexpr bool ValidSchemaCell(uint64_t cell) {
 inline constexpr int32_t SchemaOfCell(uint64_t cell) {  // only for ValidSchemaCell(cell)
   return static_cast<int32_t>(cell) - static_cast<int32_t>(kSchemaBias);
 }
-
-inline constexpr uint32_t BlockCells(uint32_t window) { return kHeaderCells + 2 * window; }
+inline constexpr uint64_t SchemaCellOf(int32_t schema) {  // schema in kMinSchema..kMaxSchema
+  return static_cast<uint64_t>(schema + static_cast<int32_t>(kSchemaBias));
+}
 
 // Bucket index of a > 0 at `schema`, exact at the boundaries (frexp, no log rounding).
 int32_t BucketKey(double a, int32_t schema) noexcept;

@@ -17,14 +17,12 @@ namespace shmetrics::shm {
 
 enum class LockResult { kAcquired, kBusy, kError };
 
-// Non-blocking exclusive lock of byte `offset` through `fd`. kError leaves errno set.
+// Non-blocking exclusive lock of byte `offset` through `fd`. kError leaves errno set. As a
+// liveness probe only kAcquired means the holder is gone: kBusy and kError must read as alive.
 LockResult TryLockByte(int fd, int64_t offset) noexcept;
 // Releases the lock on `offset` held through `fd`.
 void UnlockByte(int fd, int64_t offset) noexcept;
 // Retries TryLockByte with backoff until `timeout` passes.
 LockResult LockByteWithin(int fd, int64_t offset, std::chrono::milliseconds timeout) noexcept;
-// True when some other open file description holds a lock on `offset` (the probe takes no lock).
-// Returns false on error too, with errno set.
-bool IsByteLockedByOther(int fd, int64_t offset) noexcept;
 
 }  // namespace shmetrics::shm

@@ -86,13 +86,10 @@ std::string ModeProblem(mode_t mode);
 // The gid of group `name` (getgrnam_r); throws RegionError naming the group when there is none.
 gid_t ResolveGroup(const std::string& name);
 
-// Where each section starts, derived from the capacities alone.
-struct Layout {
+// Where each section starts, derived from the capacities alone: the header's capacities and
+// offsets (layout.h) plus the region's size.
+struct Layout : RegionCapacities, RegionOffsets {
   uint64_t region_bytes = 0;
-  uint32_t max_families = 0, max_series = 0, max_slots = 0, max_cells = 0;
-  uint32_t pages_per_slot = 0, page_count = 0, hash_buckets = 0, string_bytes = 0;
-  uint64_t families_offset = 0, series_offset = 0, hash_offset = 0, strings_offset = 0;
-  uint64_t slots_offset = 0, directory_offset = 0, pages_offset = 0;
 
   uint32_t total_slots() const { return max_slots + 2; }  // writers + two accumulator banks
   uint32_t bank_slot(uint32_t bank) const { return max_slots + bank; }
