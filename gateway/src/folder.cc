@@ -39,8 +39,8 @@ uint32_t Folder::ReapLocked() {
   shm::RegionHeader& h = region.header();
   const shm::Layout& l = region.layout();
   const uint64_t commit = h.fold_commit.load(std::memory_order_acquire);
-  const uint32_t active = commit & 1;
-  const uint64_t epoch = commit >> 1;
+  const uint32_t active = shm::ActiveBankOf(commit);
+  const uint64_t epoch = shm::FoldEpochOf(commit);
 
   std::vector<uint32_t> dead;      // to fold now
   std::vector<uint32_t> finished;  // folded before a crash: only zero and free
@@ -66,7 +66,8 @@ uint32_t Folder::ReapLocked() {
       }
       continue;
     }
-    if (st == static_cast<uint32_t>(SlotState::kFolding) && s.fold_epoch <= epoch) {
+    if (st == static_cast<uint32_t>(SlotState::kFolding) &&
+        shm::FoldCommitted(s.fold_epoch, commit)) {
       finished.push_back(i);
     } else {
       dead.push_back(i);
@@ -134,7 +135,8 @@ uint32_t Folder::ReapLocked() {
   add(shm::kCellFoldedWriters, static_cast<double>(dead.size()));
   add(shm::kCellFoldedWorkers, workers);
 
-  h.fold_commit.store(new_epoch << 1 | inactive, std::memory_order_release);  // the commit point
+  h.fold_commit.store(shm::EncodeFoldCommit(new_epoch, inactive),
+                      std::memory_order_release);  // the commit point
   ++access_.stats().fold_rounds;
   for (uint32_t i : dead) free_slot(i);
   return static_cast<uint32_t>(dead.size() + finished.size());
@@ -212,7 +214,7 @@ void Folder::FoldGaugesLocked(const std::vector<Cell*>& from, const std::vector<
     Cell* acc = RegionAccess::CellPtr(to, base);
     if (src == nullptr || acc == nullptr) continue;
     const uint64_t v = src->load(std::memory_order_relaxed);
-    if (v == 0) continue;  // never set by this worker
+    if (v == kGaugeNeverSet) continue;  // never set by this worker
     const uint64_t a = acc->load(std::memory_order_relaxed);
     switch (CombineOf(mode)) {
       case GaugeCombine::kPerWorker:
@@ -220,14 +222,15 @@ void Folder::FoldGaugesLocked(const std::vector<Cell*>& from, const std::vector<
         retained_until_.push_back(now + options_.dead_gauge_retention);
         break;
       case GaugeCombine::kSum:
-        acc->store(EncodeGauge((a ? DecodeGauge(a) : 0.0) + DecodeGauge(v)),
-                   std::memory_order_relaxed);
+        acc->store(EncodeGauge(DecodeGauge(a) + DecodeGauge(v)), std::memory_order_relaxed);
         break;
       case GaugeCombine::kMax:
-        if (a == 0 || DecodeGauge(v) > DecodeGauge(a)) acc->store(v, std::memory_order_relaxed);
+        if (a == kGaugeNeverSet || DecodeGauge(v) > DecodeGauge(a))
+          acc->store(v, std::memory_order_relaxed);
         break;
       case GaugeCombine::kMin:
-        if (a == 0 || DecodeGauge(v) < DecodeGauge(a)) acc->store(v, std::memory_order_relaxed);
+        if (a == kGaugeNeverSet || DecodeGauge(v) < DecodeGauge(a))
+          acc->store(v, std::memory_order_relaxed);
         break;
       case GaugeCombine::kMostRecent: {
         // Value and timestamp are adjacent cells of one series, never split across pages.
@@ -271,8 +274,9 @@ void Folder::FoldBlocksLocked(const std::vector<Cell*>& from, const std::vector<
       const Cell* e = src + f.exemplar_offset + b * shm::kExemplarCells;
       Cell* a = dst + f.exemplar_offset + b * shm::kExemplarCells;
       // Keep the most recent; a dead writer's block is quiescent, so no seqlock is needed.
-      if (e[2].load(std::memory_order_relaxed) > a[2].load(std::memory_order_relaxed)) {
-        for (uint32_t c = 1; c < shm::kExemplarCells; ++c)
+      if (e[shm::kExemplarUnixNs].load(std::memory_order_relaxed) >
+          a[shm::kExemplarUnixNs].load(std::memory_order_relaxed)) {
+        for (uint32_t c = shm::kExemplarValue; c < shm::kExemplarCells; ++c)
           a[c].store(e[c].load(std::memory_order_relaxed), std::memory_order_relaxed);
       }
     }

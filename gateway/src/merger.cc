@@ -21,17 +21,18 @@ using shm::native::LiveRead;
 constexpr uint32_t kTornRetries = 64;
 constexpr std::chrono::milliseconds kTornBudget{20};
 
-// Copies exemplar block words [1, kExemplarCells) into `words`; for a live writer's block under
-// its seqlock, trying at most `attempts` times (the same protocol as shm::native::DecodeLive).
+// Copies exemplar block words [kExemplarValue, kExemplarCells) into `words`; for a live writer's
+// block under its seqlock, trying at most `attempts` times (the same protocol as
+// shm::native::DecodeLive).
 LiveRead ReadExemplarWords(const Cell* e, bool live, uint32_t attempts, uint64_t* words) {
   for (uint32_t attempt = 0; attempt < attempts; ++attempt) {
     if (attempt > 0) std::this_thread::yield();
-    const uint64_t s1 = e[0].load(std::memory_order_acquire);
+    const uint64_t s1 = e[shm::kExemplarSeq].load(std::memory_order_acquire);
     if (live && (s1 & 1)) continue;
-    for (uint32_t c = 1; c < shm::kExemplarCells; ++c)
+    for (uint32_t c = shm::kExemplarValue; c < shm::kExemplarCells; ++c)
       words[c] = e[c].load(std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (!live || e[0].load(std::memory_order_relaxed) == s1) return LiveRead::kOk;
+    if (!live || e[shm::kExemplarSeq].load(std::memory_order_relaxed) == s1) return LiveRead::kOk;
   }
   return LiveRead::kTorn;
 }
@@ -103,12 +104,12 @@ void Merger::MergeExemplarLocked(const Cell* block, bool live, uint32_t series,
     ++access_.stats().torn_reads;  // never serve a torn exemplar
     return;
   }
-  const uint64_t ts = words[2];
+  const uint64_t ts = words[shm::kExemplarUnixNs];
   if (ts == 0 || (best.present && ts <= best.unix_ns)) return;
   // Decode the labels; anything malformed is skipped (the region is untrusted).
   unsigned char bytes[shm::kExemplarLabelBytes];
-  std::memcpy(bytes, &words[4], sizeof bytes);
-  const uint64_t used = words[3];
+  std::memcpy(bytes, &words[shm::kExemplarLabels], sizeof bytes);
+  const uint64_t used = words[shm::kExemplarUsed];
   std::vector<std::pair<std::string, std::string>> labels;
   bool valid = used <= sizeof bytes;
   for (size_t i = 0; valid && i < used;) {
@@ -129,7 +130,7 @@ void Merger::MergeExemplarLocked(const Cell* block, bool live, uint32_t series,
     access_.LogSkipped("series #" + std::to_string(series) + ": invalid exemplar labels");
     return;
   }
-  best = ExemplarValue{true, AsDouble(words[1]), ts, std::move(labels)};
+  best = ExemplarValue{true, AsDouble(words[shm::kExemplarValue]), ts, std::move(labels)};
 }
 
 void Merger::MergeLocked(std::span<const WorkerGauge> retained, Snapshot& out) {
@@ -147,7 +148,7 @@ void Merger::MergeLocked(std::span<const WorkerGauge> retained, Snapshot& out) {
   out.exemplars.assign(has_blocks ? series.size() : 0, {});
 
   const uint64_t commit = h.fold_commit.load(std::memory_order_acquire);
-  const uint32_t active = commit & 1;
+  const uint32_t active = shm::ActiveBankOf(commit);
   std::vector<Cell*>& pages = pages_scratch_;
   // Adds a slot's pages into `cells`; returns the non-zero cells seen, and counts its pages.
   auto add_pages = [&](std::vector<double>& cells, const std::vector<Cell*>& pg,
@@ -196,7 +197,7 @@ void Merger::MergeLocked(std::span<const WorkerGauge> retained, Snapshot& out) {
     if (shm::IsLiveMode(mode) || shm::IsPerWorkerMode(mode)) continue;
     Cell* c = RegionAccess::CellPtr(pages, series[s].view.cell_base);
     const uint64_t e = c ? c->load(std::memory_order_relaxed) : 0;
-    if (e == 0) continue;
+    if (e == kGaugeNeverSet) continue;
     gauges[s] = {true, DecodeGauge(e),
                  shm::IsMostRecentMode(mode) ? c[1].load(std::memory_order_relaxed) : 0};
   }
@@ -222,7 +223,7 @@ void Merger::MergeLocked(std::span<const WorkerGauge> retained, Snapshot& out) {
     for (uint32_t s : registry_.gauge_series()) {
       const Cell* c = RegionAccess::CellPtr(pages, series[s].view.cell_base);
       const uint64_t e = c ? c->load(std::memory_order_relaxed) : 0;
-      if (e == 0) continue;
+      if (e == kGaugeNeverSet) continue;
       const double v = DecodeGauge(e);
       GaugeAcc& g = gauges[s];
       switch (CombineOf(registry_.FamilyOf(series[s]).view.gauge_mode)) {

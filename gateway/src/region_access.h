@@ -53,12 +53,8 @@ class RegionAccess {
 
 inline double AsDouble(uint64_t bits) { return std::bit_cast<double>(bits); }
 inline uint64_t AsBits(double v) { return std::bit_cast<uint64_t>(v); }
-// The gauge cell encoding of shm/layout.h (kGaugeBias).
-inline double DecodeGauge(uint64_t e) { return std::bit_cast<double>(e ^ shm::kGaugeBias); }
-inline uint64_t EncodeGauge(double v) {
-  uint64_t bits = std::bit_cast<uint64_t>(v);
-  if (v != v) bits = shm::kCanonicalNaN;
-  return bits ^ shm::kGaugeBias;
-}
+using shm::DecodeGauge;
+using shm::EncodeGauge;
+using shm::kGaugeNeverSet;
 
 }  // namespace shmetrics::gateway
