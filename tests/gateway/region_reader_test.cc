@@ -196,7 +196,7 @@ TEST(RegionReaderTest, HostileBytesGiveCountedSkipsNotCrashes) {
     Snapshot snap;
     reader.Collect(snap);
     std::string body;
-    AppendText(reader, snap, body);
+    AppendExposition(Format::kText, reader, snap, body);
     reader.Collect(snap);
     const ReaderStats s = reader.stats();
     skipped += s.corrupt_records + s.corrupt_slots;
