@@ -6,10 +6,6 @@
 
 namespace shmetrics::gateway {
 
-std::unique_ptr<Renderer> MakeTextRenderer(std::string& out);
-std::unique_ptr<Renderer> MakeOpenMetricsRenderer(std::string& out);
-std::unique_ptr<Renderer> MakeProtobufRenderer(std::string& out);
-
 std::unique_ptr<Renderer> MakeRenderer(Format format, std::string& out) {
   switch (format) {
     case Format::kOpenMetrics:

@@ -64,6 +64,8 @@ struct SummaryDesc {
   std::span<const std::pair<double, double>> quantiles;  // (quantile, value); the region has none
 };
 
+// Called as: per family BeginFamily, one call per sample group of the family's type (a gauge
+// series may have one per worker, or none), EndFamily; then Finish once.
 class Renderer {
  public:
   virtual ~Renderer() = default;
@@ -80,6 +82,9 @@ class Renderer {
 
 // A renderer appending to `out`, which must outlive it.
 std::unique_ptr<Renderer> MakeRenderer(Format format, std::string& out);
+std::unique_ptr<Renderer> MakeTextRenderer(std::string& out);         // text_renderer.cc
+std::unique_ptr<Renderer> MakeOpenMetricsRenderer(std::string& out);  // openmetrics_renderer.cc
+std::unique_ptr<Renderer> MakeProtobufRenderer(std::string& out);     // protobuf_renderer.cc
 
 // Escaped label text per series index, built on first use. Series indices only grow while one
 // region is attached, so entries stay valid; a newly attached region starts its indices anew:
