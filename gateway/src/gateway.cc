@@ -3,24 +3,14 @@
 #include <prometheus/histogram.h>
 
 #include <algorithm>
-#include <limits>
 
 #include "exposition.h"
 #include "log.h"
-#include "openmetrics_format.h"
-#include "protobuf_format.h"
 #include "registry_view.h"
+#include "self_metrics.h"
 
 namespace shmetrics::gateway {
 namespace {
-
-// Mirrors a monotonic count read from the region into a prometheus-cpp Counter, which only
-// increments. A region re-creation resets `last` (the count restarts; so does the counter's
-// meaning, which Prometheus' rate() treats as a reset).
-void Sync(prometheus::Counter& counter, double now, double& last) {
-  if (now > last) counter.Increment(now - last);
-  last = now;
-}
 
 // Label values of shmetrics_region_attach_failures_total: shm::ReasonName()s, and the gateway's.
 constexpr const char* kAttachFailureReasons[] = {"not_found", "access",    "not_regular",
@@ -32,116 +22,17 @@ constexpr size_t kMaxWarnings = 64;
 
 }  // namespace
 
-struct Gateway::SelfMetrics {
-  explicit SelfMetrics(prometheus::Registry& r)
-      : workers(prometheus::BuildGauge()
-                    .Name("shmetrics_workers")
-                    .Help("Worker processes with a live slot in the region.")
-                    .Register(r)),
-        workers_live(workers.Add({{"state", "live"}})),
-        dead(prometheus::BuildCounter()
-                 .Name("shmetrics_workers_dead_total")
-                 .Help("Worker processes found dead and folded into the accumulator.")
-                 .Register(r)),
-        dead_workers(dead.Add({})),
-        writers(prometheus::BuildGauge()
-                    .Name("shmetrics_writers")
-                    .Help("Writer slots (one per writing thread) in use.")
-                    .Register(r)),
-        writers_live(writers.Add({{"state", "live"}})),
-        writers_folded_family(
-            prometheus::BuildCounter()
-                .Name("shmetrics_writers_folded_total")
-                .Help("Writer slots (threads or processes) folded into the accumulator.")
-                .Register(r)),
-        writers_folded(writers_folded_family.Add({})),
-        slots(prometheus::BuildGauge()
-                  .Name("shmetrics_slots")
-                  .Help("Writer slots in the region.")
-                  .Register(r)),
-        slots_used(slots.Add({{"state", "used"}})),
-        slots_total(slots.Add({{"state", "total"}})),
-        series(prometheus::BuildGauge()
-                   .Name("shmetrics_series")
-                   .Help("Series registered in the region.")
-                   .Register(r)),
-        series_count(series.Add({})),
-        families(prometheus::BuildGauge()
-                     .Name("shmetrics_families")
-                     .Help("Metric families registered in the region.")
-                     .Register(r)),
-        families_count(families.Add({})),
-        bytes(prometheus::BuildGauge()
-                  .Name("shmetrics_region_bytes")
-                  .Help("Size of the shared-memory region: total, and used (fixed sections plus "
-                        "pages handed out).")
-                  .Register(r)),
-        bytes_used(bytes.Add({{"kind", "used"}})),
-        bytes_total(bytes.Add({{"kind", "total"}})),
-        footprint(
-            prometheus::BuildGauge()
-                .Name("shmetrics_region_bytes_per_series_writer")
-                .Help("Page bytes held by live writers divided by the cells they have written: the "
-                      "region's cost per (series, writer that touched it) for counters (histograms "
-                      "use buckets + 2 cells per series). NaN before any write.")
-                .Register(r)),
-        bytes_per_series_writer(footprint.Add({})),
-        dropped(prometheus::BuildCounter()
-                    .Name("shmetrics_dropped_updates_total")
-                    .Help("Updates that could not be stored, by reason: series_limit (a family's "
-                          "cap), invalid_value (a negative or NaN counter increment), region_full "
-                          "(no room for the family or series), no_slot (no free writer slot), "
-                          "no_page (page pool exhausted), exemplar (an exemplar over 128 bytes or "
-                          "on a family without exemplars; its value was stored).")
-                    .Register(r)),
-        dropped_series_limit(dropped.Add({{"reason", "series_limit"}})),
-        dropped_invalid_value(dropped.Add({{"reason", "invalid_value"}})),
-        dropped_exemplar(dropped.Add({{"reason", "exemplar"}})),
-        dropped_region_full(dropped.Add({{"reason", "region_full"}})),
-        dropped_no_slot(dropped.Add({{"reason", "no_slot"}})),
-        dropped_no_page(dropped.Add({{"reason", "no_page"}})),
-        family_dropped(
-            prometheus::BuildCounter()
-                .Name("shmetrics_family_dropped_updates_total")
-                .Help("Updates dropped per family and reason (series_limit, invalid_value).")
-                .Register(r)),
-        registration(prometheus::BuildCounter()
-                         .Name("shmetrics_registration_errors_total")
-                         .Help("Families or series refused for lack of room in the region.")
-                         .Register(r)),
-        registration_errors(registration.Add({})),
-        invalid(
-            prometheus::BuildCounter()
-                .Name("shmetrics_region_invalid_records_total")
-                .Help("Region records the gateway skipped as invalid (corrupt or hostile data).")
-                .Register(r)),
-        invalid_records(invalid.Add({{"kind", "registry"}})),
-        invalid_slots(invalid.Add({{"kind", "slot"}})),
-        torn_reads(invalid.Add({{"kind", "torn_block"}})),
-        folds(prometheus::BuildCounter()
-                  .Name("shmetrics_fold_rounds_total")
-                  .Help("Rounds that folded dead writers into the accumulator.")
-                  .Register(r)),
-        fold_rounds(folds.Add({{"result", "ok"}})),
-        fold_failures(folds.Add({{"result", "no_room"}})),
-        scrape(prometheus::BuildHistogram()
+// What the gateway counts as events itself; everything it reads from elsewhere is served as data
+// (self_metrics.h).
+struct Gateway::EventMetrics {
+  explicit EventMetrics(prometheus::Registry& r)
+      : scrape(prometheus::BuildHistogram()
                    .Name("shmetrics_scrape_duration_seconds")
                    .Help("Time to reap, merge and encode one /metrics body.")
                    .Register(r)),
         scrape_duration(scrape.Add(
             {}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                         0.05, 0.1, 0.25, 0.5, 1, 2.5})),
-        http(prometheus::BuildCounter()
-                 .Name("shmetrics_http_errors_total")
-                 .Help("HTTP requests the gateway refused or could not serve, by reason.")
-                 .Register(r)),
-        http_bad(http.Add({{"reason", "bad_request"}})),
-        http_not_found(http.Add({{"reason", "not_found"}})),
-        http_method(http.Add({{"reason", "method_not_allowed"}})),
-        http_timeouts(http.Add({{"reason", "timeout"}})),
-        http_rejected(http.Add({{"reason", "too_many_connections"}})),
-        http_handler(http.Add({{"reason", "handler_error"}})),
-        http_evicted(http.Add({{"reason", "idle_evicted"}})),
         attached_family(
             prometheus::BuildGauge()
                 .Name("shmetrics_region_attached")
@@ -172,65 +63,12 @@ struct Gateway::SelfMetrics {
     for (const char* reason : kAttachFailureReasons) attach_failures.Add({{"reason", reason}});
   }
 
-  prometheus::Family<prometheus::Gauge>& workers;
-  prometheus::Gauge& workers_live;
-  prometheus::Family<prometheus::Counter>& dead;
-  prometheus::Counter& dead_workers;
-  prometheus::Family<prometheus::Gauge>& writers;
-  prometheus::Gauge& writers_live;
-  prometheus::Family<prometheus::Counter>& writers_folded_family;
-  prometheus::Counter& writers_folded;
-  prometheus::Family<prometheus::Gauge>& slots;
-  prometheus::Gauge& slots_used;
-  prometheus::Gauge& slots_total;
-  prometheus::Family<prometheus::Gauge>& series;
-  prometheus::Gauge& series_count;
-  prometheus::Family<prometheus::Gauge>& families;
-  prometheus::Gauge& families_count;
-  prometheus::Family<prometheus::Gauge>& bytes;
-  prometheus::Gauge& bytes_used;
-  prometheus::Gauge& bytes_total;
-  prometheus::Family<prometheus::Gauge>& footprint;
-  prometheus::Gauge& bytes_per_series_writer;
-  prometheus::Family<prometheus::Counter>& dropped;
-  prometheus::Counter& dropped_series_limit;
-  prometheus::Counter& dropped_invalid_value;
-  prometheus::Counter& dropped_exemplar;
-  prometheus::Counter& dropped_region_full;
-  prometheus::Counter& dropped_no_slot;
-  prometheus::Counter& dropped_no_page;
-  prometheus::Family<prometheus::Counter>& family_dropped;
-  prometheus::Family<prometheus::Counter>& registration;
-  prometheus::Counter& registration_errors;
-  prometheus::Family<prometheus::Counter>& invalid;
-  prometheus::Counter& invalid_records;
-  prometheus::Counter& invalid_slots;
-  prometheus::Counter& torn_reads;
-  prometheus::Family<prometheus::Counter>& folds;
-  prometheus::Counter& fold_rounds;
-  prometheus::Counter& fold_failures;
   prometheus::Family<prometheus::Histogram>& scrape;
   prometheus::Histogram& scrape_duration;
-  prometheus::Family<prometheus::Counter>& http;
-  prometheus::Counter& http_bad;
-  prometheus::Counter& http_not_found;
-  prometheus::Counter& http_method;
-  prometheus::Counter& http_timeouts;
-  prometheus::Counter& http_rejected;
-  prometheus::Counter& http_handler;
-  prometheus::Counter& http_evicted;
   prometheus::Family<prometheus::Gauge>& attached_family;
   prometheus::Gauge& attached;
   prometheus::Family<prometheus::Counter>& lost;
   prometheus::Family<prometheus::Counter>& attach_failures;
-
-  // Last values mirrored from the region / server (see Sync).
-  double last_invalid_value = 0, last_exemplar = 0, last_torn = 0;
-  double last_dead = 0, last_folded = 0, last_series_limit = 0, last_region_full = 0,
-         last_no_slot = 0, last_no_page = 0, last_registration = 0, last_invalid_records = 0,
-         last_invalid_slots = 0, last_folds = 0, last_fold_failures = 0;
-  double last_http[7] = {};
-  std::map<std::string, double> last_family_dropped;
 };
 
 Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
@@ -238,7 +76,7 @@ Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
   guard_ = GuardedMapping(region->mapping_base(), region->mapping_bytes());
   reader_ = std::make_unique<RegionReader>(std::move(region), options_.reader);
   registry_ = std::make_shared<prometheus::Registry>();
-  self_ = std::make_unique<SelfMetrics>(*registry_);
+  events_ = std::make_unique<EventMetrics>(*registry_);
   endpoint_ = std::make_unique<MetricsEndpoint>(*registry_);
   const shm::Layout& l = reader_->region().layout();
   LogInfo("region \"" + options_.region + "\" " +
@@ -363,6 +201,7 @@ void Gateway::TryReattachLocked() {
   warned_.clear();
   snapshot_ = Snapshot{};
   snapshot_series_ = 0;
+  label_text_.Reset();  // the new region's series indices start again
   SetAttachedLocked(true);
   const shm::Layout& l = reader_->region().layout();
   LogInfo("region \"" + options_.region + "\" was re-created; attached the new one: " +
@@ -392,7 +231,7 @@ void Gateway::MarkLostLocked(const std::string& reason, const std::string& what)
   for (FamilyInfo& f : frozen_families_) {
     std::erase_if(f.series, [this](uint32_t si) { return si >= snapshot_series_; });
   }
-  self_->lost.Add({{"reason", reason}}).Increment();
+  events_->lost.Add({{"reason", reason}}).Increment();
   SetAttachedLocked(false);
   WarnOnceLocked("region \"" + options_.region + "\" " + what +
                  "; no longer reading it, serving the last snapshot until a valid region of that "
@@ -401,7 +240,7 @@ void Gateway::MarkLostLocked(const std::string& reason, const std::string& what)
 }
 
 void Gateway::FailedAttachLocked(const std::string& reason, const std::string& what) {
-  self_->attach_failures.Add({{"reason", reason}}).Increment();
+  events_->attach_failures.Add({{"reason", reason}}).Increment();
   WarnOnceLocked(what + (what.ends_with('.') ? " " : ". ") + "Not attached (" + reason +
                  "); still serving " + (lost_ ? "the last snapshot" : "the region we hold") +
                  ", retrying every reap.");
@@ -414,71 +253,7 @@ void Gateway::WarnOnceLocked(const std::string& message) {
                          : ""));
 }
 
-void Gateway::SetAttachedLocked(bool attached) { self_->attached.Set(attached ? 1 : 0); }
-
-void Gateway::UpdateSelfMetricsLocked(const Snapshot& snap) {
-  SelfMetrics& m = *self_;
-  const shm::Region& region = reader_->region();
-  const shm::Layout& l = region.layout();
-  m.workers_live.Set(static_cast<double>(snap.live_workers));
-  m.writers_live.Set(static_cast<double>(snap.live_writers));
-  m.slots_used.Set(static_cast<double>(snap.live_writers));
-  m.slots_total.Set(l.max_slots);
-  m.series_count.Set(static_cast<double>(reader_->series().size()));
-  m.families_count.Set(static_cast<double>(reader_->families().size()));
-  m.bytes_total.Set(static_cast<double>(l.region_bytes));
-  m.bytes_used.Set(static_cast<double>(l.pages_offset + snap.pages_used * shm::kPageBytes));
-  m.bytes_per_series_writer.Set(snap.writer_cells_touched == 0
-                                    ? std::numeric_limits<double>::quiet_NaN()
-                                    : static_cast<double>(snap.writer_pages * shm::kPageBytes) /
-                                          static_cast<double>(snap.writer_cells_touched));
-  Sync(m.dead_workers, static_cast<double>(snap.folded_workers), m.last_dead);
-  Sync(m.writers_folded, static_cast<double>(snap.folded_writers), m.last_folded);
-  double series_limit = 0, invalid_value = 0;
-  for (const FamilyInfo& f : reader_->families()) {
-    const uint32_t cell = f.view.drop_cell;
-    if (cell + shm::kFamilyDropCells > snap.cells.size()) continue;
-    const double cap = snap.cells[cell + shm::kDropSeriesLimit];
-    const double invalid = snap.cells[cell + shm::kDropInvalidValue];
-    series_limit += cap;
-    invalid_value += invalid;
-    if (cap > 0) {
-      Sync(m.family_dropped.Add({{"family", f.view.name}, {"reason", "series_limit"}}), cap,
-           m.last_family_dropped[f.view.name + "/series_limit"]);
-    }
-    if (invalid > 0) {
-      Sync(m.family_dropped.Add({{"family", f.view.name}, {"reason", "invalid_value"}}), invalid,
-           m.last_family_dropped[f.view.name + "/invalid_value"]);
-    }
-  }
-  Sync(m.dropped_series_limit, series_limit, m.last_series_limit);
-  Sync(m.dropped_invalid_value, invalid_value, m.last_invalid_value);
-  Sync(m.dropped_exemplar, static_cast<double>(snap.dropped_exemplars), m.last_exemplar);
-  Sync(m.dropped_region_full, static_cast<double>(snap.dropped_region_full), m.last_region_full);
-  Sync(m.dropped_no_slot, static_cast<double>(snap.dropped_no_slot), m.last_no_slot);
-  Sync(m.dropped_no_page, static_cast<double>(snap.dropped_no_page), m.last_no_page);
-  Sync(m.registration_errors, static_cast<double>(snap.registration_errors), m.last_registration);
-  const ReaderStats rs = reader_->stats();
-  Sync(m.invalid_records, static_cast<double>(rs.corrupt_records), m.last_invalid_records);
-  Sync(m.invalid_slots, static_cast<double>(rs.corrupt_slots), m.last_invalid_slots);
-  Sync(m.torn_reads, static_cast<double>(rs.torn_reads), m.last_torn);
-  Sync(m.fold_rounds, static_cast<double>(rs.fold_rounds), m.last_folds);
-  Sync(m.fold_failures, static_cast<double>(rs.fold_failures), m.last_fold_failures);
-  if (server_) {
-    const HttpServerStats h = server_->stats();
-    const double now[7] = {double(h.bad_requests),
-                           double(h.not_found),
-                           double(h.method_not_allowed),
-                           double(h.timeouts),
-                           double(h.rejected_connections),
-                           double(h.handler_errors),
-                           double(h.evictions)};
-    prometheus::Counter* counters[7] = {&m.http_bad,      &m.http_not_found, &m.http_method,
-                                        &m.http_timeouts, &m.http_rejected,  &m.http_handler,
-                                        &m.http_evicted};
-    for (int i = 0; i < 7; ++i) Sync(*counters[i], now[i], m.last_http[i]);
-  }
-}
+void Gateway::SetAttachedLocked(bool attached) { events_->attached.Set(attached ? 1 : 0); }
 
 std::string Gateway::RenderMetrics() { return Render(Format::kText); }
 
@@ -492,33 +267,18 @@ std::string Gateway::Render(Format format) {
       lost_ ? RegistryView(frozen_families_, reader_->series(), reader_->family_order())
             : RegistryView(*reader_);
   body.reserve(registry.series.size() * 64 + 4096);
-  switch (format) {
-    case Format::kText:
-      AppendText(registry, snapshot_, body);
-      break;
-    case Format::kOpenMetrics:
-      AppendOpenMetrics(registry, snapshot_, body);
-      break;
-    case Format::kProtobuf:
-      AppendProtobuf(registry, snapshot_, body);
-      break;
-  }
-  UpdateSelfMetricsLocked(snapshot_);
-  self_->scrape_duration.Observe(
+  const std::unique_ptr<Renderer> renderer = MakeRenderer(format, body);
+  RenderRegion(registry, snapshot_, label_text_, *renderer);
+  events_->scrape_duration.Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  const std::vector<prometheus::MetricFamily> self = registry_->Collect();
-  switch (format) {
-    case Format::kText:
-      AppendText(self, body);
-      break;
-    case Format::kOpenMetrics:
-      AppendOpenMetrics(self, body);
-      AppendOpenMetricsEof(body);
-      break;
-    case Format::kProtobuf:
-      AppendProtobuf(self, body);
-      break;
-  }
+  SelfFamilies self;
+  AppendSelfStats(
+      {snapshot_, reader_->families(), reader_->series().size(), reader_->region().layout(),
+       reader_->stats(), server_ ? server_->stats() : HttpServerStats{}},
+      self);
+  for (prometheus::MetricFamily& f : registry_->Collect()) self.push_back(std::move(f));
+  RenderSelfFamilies(self, *renderer);
+  renderer->Finish();
   return body;
 }
 

@@ -1,5 +1,5 @@
-// Gateway: one region served over HTTP. Wires the RegionReader (reap, fold, merge), the encoders,
-// the self-metrics registry and the HTTP server, and runs the periodic reaper.
+// Gateway: one region served over HTTP. Wires the RegionReader (reap, fold, merge), the renderers,
+// the self-metrics and the HTTP server, and runs the periodic reaper.
 //
 // The region is not ours: anyone who may write it can truncate, overwrite or replace it. Before
 // each reap and scrape the gateway checks that the mapped object is intact (size, header) and
@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "exposition.h"
 #include "http_server.h"
 #include "metrics_endpoint.h"
 #include "negotiation.h"
@@ -72,9 +73,8 @@ class Gateway {
   void ReapNow();
 
  private:
-  struct SelfMetrics;
+  struct EventMetrics;
   void ReaperLoop();
-  void UpdateSelfMetricsLocked(const Snapshot& snap);
   // Marks the region lost if its object was resized or overwritten, or faulted (every scrape).
   void CheckIntactLocked();
   // That, then whether the name still points at it; re-attaches if it points at a valid region.
@@ -90,7 +90,7 @@ class Gateway {
   void SetAttachedLocked(bool attached);
 
   GatewayOptions options_;
-  std::mutex mu_;                         // everything below up to registry_, self-metric syncing
+  std::mutex mu_;                         // everything below up to events_
   std::unique_ptr<RegionReader> reader_;  // the region served (when lost_: served last)
   GuardedMapping guard_;  // reader_'s mapping; declared after it so it unregisters first
   bool lost_ = false;
@@ -99,8 +99,9 @@ class Gateway {
   size_t snapshot_series_ = 0;               // reader_->series() that snapshot_ covers
   std::vector<FamilyInfo> frozen_families_;  // when lost_: families with snapshot_'s series only
   std::set<std::string> warned_;
-  std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<SelfMetrics> self_;
+  LabelTextCache label_text_;  // for reader_'s series; reset when another region is attached
+  std::shared_ptr<prometheus::Registry> registry_;  // the gateway's event counts (and endpoint's)
+  std::unique_ptr<EventMetrics> events_;
   std::unique_ptr<MetricsEndpoint> endpoint_;  // negotiation, deadline, gzip for /metrics
   std::unique_ptr<HttpServer> server_;
   std::thread reaper_;

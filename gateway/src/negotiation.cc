@@ -4,8 +4,6 @@
 #include <utility>
 #include <vector>
 
-#include "exposition.h"
-
 namespace shmetrics::gateway {
 namespace {
 

@@ -36,12 +36,13 @@ namespace shmetrics::gateway {
 
 enum class Format { kText, kOpenMetrics, kProtobuf };
 
+inline constexpr const char* kTextContentType = "text/plain; version=0.0.4; charset=utf-8";
 inline constexpr const char* kOpenMetricsContentType =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 inline constexpr const char* kProtobufContentType =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
-// The exact Content-Type of each format (text: exposition.h's kTextContentType).
+// The exact Content-Type of each format.
 const char* ContentType(Format format);
 // "text", "openmetrics", "protobuf": the `?format=` values and the self-metric label.
 const char* FormatName(Format format);

@@ -7,8 +7,6 @@
 
 #include "exposition.h"
 #include "metrics.pb.h"
-#include "openmetrics_format.h"
-#include "protobuf_format.h"
 #include "region_fixture.h"
 #include "region_reader.h"
 
@@ -280,10 +278,9 @@ TEST(EncodersTest, PristineFixtureRegionPassesEveryChecker) {
   for (int scrape = 0; scrape < 2; ++scrape) {
     reader.Collect(snapshot);
     std::string text, om, proto;
-    gateway::AppendText(reader, snapshot, text);
-    gateway::AppendOpenMetrics(reader, snapshot, om);
-    gateway::AppendOpenMetricsEof(om);
-    gateway::AppendProtobuf(reader, snapshot, proto);
+    gateway::AppendExposition(gateway::Format::kText, reader, snapshot, text);
+    gateway::AppendExposition(gateway::Format::kOpenMetrics, reader, snapshot, om);
+    gateway::AppendExposition(gateway::Format::kProtobuf, reader, snapshot, proto);
     EXPECT_GT(reader.families().size(), 15u);
     EXPECT_CATEGORY(CheckText004(text), "") << text;
     EXPECT_CATEGORY(CheckOpenMetrics(om), "") << om;

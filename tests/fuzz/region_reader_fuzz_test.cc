@@ -18,8 +18,6 @@
 #include "exposition.h"
 #include "exposition_checker.h"
 #include "fuzz_report.h"
-#include "openmetrics_format.h"
-#include "protobuf_format.h"
 #include "region_fixture.h"
 #include "region_reader.h"
 
@@ -63,10 +61,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (int scrape = 1; scrape <= 2; ++scrape) {
       reader.Collect(snapshot);
       std::string text, openmetrics, protobuf;
-      gw::AppendText(reader, snapshot, text);
-      gw::AppendOpenMetrics(reader, snapshot, openmetrics);
-      gw::AppendOpenMetricsEof(openmetrics);
-      gw::AppendProtobuf(reader, snapshot, protobuf);
+      gw::AppendExposition(gw::Format::kText, reader, snapshot, text);
+      gw::AppendExposition(gw::Format::kOpenMetrics, reader, snapshot, openmetrics);
+      gw::AppendExposition(gw::Format::kProtobuf, reader, snapshot, protobuf);
       Check("text 0.0.4", scrape, text, shmetrics::fuzz::CheckText004);
       Check("OpenMetrics", scrape, openmetrics, shmetrics::fuzz::CheckOpenMetrics);
       Check("protobuf", scrape, protobuf, shmetrics::fuzz::CheckProtobufDelimited);

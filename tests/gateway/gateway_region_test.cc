@@ -110,6 +110,23 @@ TEST_F(GatewayRegionTest, TruncatedRegionKeepsServingTheLastSnapshotThenAttaches
   EXPECT_TRUE(Contains(body, "\nshmetrics_region_attached 1\n")) << body;
 }
 
+// The label text of a series is cached by its index, and a re-created region numbers its series
+// anew: the first series of the new region is served with its own labels.
+TEST_F(GatewayRegionTest, ReattachedRegionIsServedWithItsOwnLabels) {
+  ASSERT_TRUE(shm::Region::Remove(name_.name));
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    Client& client = Client::Attach(name_.name, SmallOptions());
+    BuildCounter().Name("c_total").Help("C.").Labels({"k"}).Register(client).Add({"v"}).Add(2);
+    _exit(0);
+  }
+  ASSERT_EQ(::waitpid(pid, nullptr, 0), pid);
+  EXPECT_TRUE(ReapWithin(*gw_, 2s));
+  const std::string body = gw_->RenderMetrics();
+  EXPECT_TRUE(Contains(body, "\nc_total{k=\"v\"} 2\n")) << body;
+  EXPECT_TRUE(Contains(body, "\nshmetrics_region_attached 1\n")) << body;
+}
+
 // A reap refreshes the registry: series registered after the last scrape have no values in the
 // last snapshot and must be left out of it, not read past its end.
 TEST_F(GatewayRegionTest, SeriesRegisteredAfterTheLastScrapeAreLeftOutOnceLost) {

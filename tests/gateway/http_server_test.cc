@@ -49,9 +49,9 @@ struct Response {
 enum class End { kClosed, kTimeout };
 
 // One blocking connection to 127.0.0.1:port.
-class Client {
+class HttpTestClient {
  public:
-  explicit Client(uint16_t port) {
+  explicit HttpTestClient(uint16_t port) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd_ < 0) return;
     timeval tv{};
@@ -67,11 +67,11 @@ class Client {
       fd_ = -1;
     }
   }
-  ~Client() {
+  ~HttpTestClient() {
     if (fd_ >= 0) ::close(fd_);
   }
-  Client(const Client&) = delete;
-  Client& operator=(const Client&) = delete;
+  HttpTestClient(const HttpTestClient&) = delete;
+  HttpTestClient& operator=(const HttpTestClient&) = delete;
 
   bool connected() const { return fd_ >= 0; }
 
@@ -230,7 +230,7 @@ std::unique_ptr<HttpServer> StartServer(HttpServerOptions options = {}) {
 TEST(HttpServerTest, GetReturnsBodyAndHeaders) {
   auto server = StartServer();
   ASSERT_NE(server->port(), 0);
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.connected());
   ASSERT_TRUE(c.Send(Get("/metrics")));
   auto r = c.Read();
@@ -246,7 +246,7 @@ TEST(HttpServerTest, GetReturnsBodyAndHeaders) {
 
 TEST(HttpServerTest, HeadSendsGetHeadersWithoutBody) {
   auto server = StartServer();
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send("HEAD /metrics HTTP/1.1\r\nHost: test\r\n\r\n"));
   auto r = c.Read(/*head=*/true);
   ASSERT_TRUE(r);
@@ -263,7 +263,7 @@ TEST(HttpServerTest, HeadSendsGetHeadersWithoutBody) {
 
 TEST(HttpServerTest, KeepAliveServesTwoRequestsOnOneConnection) {
   auto server = StartServer();
-  Client c(server->port());
+  HttpTestClient c(server->port());
   for (int i = 0; i < 2; ++i) {
     ASSERT_TRUE(c.Send(Get("/metrics")));
     auto r = c.Read();
@@ -277,7 +277,7 @@ TEST(HttpServerTest, KeepAliveServesTwoRequestsOnOneConnection) {
 
 TEST(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
   auto server = StartServer();
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send(Get("/echo?n=1") + Get("/echo?n=2") + Get("/echo?n=3")));
   for (int i = 1; i <= 3; ++i) {
     auto r = c.Read();
@@ -288,7 +288,7 @@ TEST(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
 
 TEST(HttpServerTest, ConnectionCloseIsHonoured) {
   auto server = StartServer();
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send(Get("/metrics", "Connection: close\r\n")));
   auto r = c.Read();
   ASSERT_TRUE(r);
@@ -300,7 +300,7 @@ TEST(HttpServerTest, ConnectionCloseIsHonoured) {
 TEST(HttpServerTest, Http10ClosesUnlessKeepAliveAsked) {
   auto server = StartServer();
   {
-    Client c(server->port());
+    HttpTestClient c(server->port());
     ASSERT_TRUE(c.Send("GET /metrics HTTP/1.0\r\n\r\n"));
     auto r = c.Read();
     ASSERT_TRUE(r);
@@ -308,7 +308,7 @@ TEST(HttpServerTest, Http10ClosesUnlessKeepAliveAsked) {
     EXPECT_EQ(r->body, kMetricsBody);
     EXPECT_EQ(c.WaitForClose(), End::kClosed);
   }
-  Client c(server->port());
+  HttpTestClient c(server->port());
   for (int i = 0; i < 2; ++i) {
     ASSERT_TRUE(c.Send("GET /metrics HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
     auto r = c.Read();
@@ -319,7 +319,7 @@ TEST(HttpServerTest, Http10ClosesUnlessKeepAliveAsked) {
 
 TEST(HttpServerTest, UnknownPathIs404WithHint) {
   auto server = StartServer();
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send(Get("/nope?x=1")));
   auto r = c.Read();
   ASSERT_TRUE(r);
@@ -338,7 +338,7 @@ TEST(HttpServerTest, UnknownPathIs404WithHint) {
 
 TEST(HttpServerTest, PostIs405WithAllowHeader) {
   auto server = StartServer();
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send("POST /metrics HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello"));
   auto r = c.Read();
   ASSERT_TRUE(r);
@@ -355,7 +355,7 @@ TEST(HttpServerTest, PostIs405WithAllowHeader) {
 
 TEST(HttpServerTest, MalformedRequestLineIs400ThenClose) {
   auto server = StartServer();
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send("THIS IS NOT HTTP\r\n\r\n"));
   auto r = c.Read();
   ASSERT_TRUE(r);
@@ -373,7 +373,7 @@ TEST(HttpServerTest, MalformedRequestLineIs400ThenClose) {
 // nothing after the header block may be taken for another request.
 void ExpectRefusedThenClosed(HttpServer& server, const std::string& request, int status) {
   SCOPED_TRACE(request);
-  Client c(server.port());
+  HttpTestClient c(server.port());
   // A request smuggled in the body: answering it too would mean the body was framed wrongly.
   ASSERT_TRUE(c.Send(request + Get("/echo?smuggled")));
   auto r = c.Read();
@@ -424,7 +424,7 @@ TEST(HttpServerTest, MalformedTransferEncodingIs400ThenClose) {
 
 TEST(HttpServerTest, ChunkedRequestBodyIsStillAccepted) {
   auto server = StartServer();
-  Client c(server->port());
+  HttpTestClient c(server->port());
   for (const char* te : {"chunked", "Chunked", "  chunked  "}) {
     ASSERT_TRUE(c.Send("GET /metrics HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: " +
                        std::string(te) + "\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
@@ -476,7 +476,7 @@ TEST(HttpServerTest, OversizedHeaderIs431ThenClose) {
   HttpServerOptions options;
   options.header_limit = 4096;
   auto server = StartServer(options);
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send(Get("/metrics", "X-Big: " + std::string(16384, 'a') + "\r\n")));
   auto r = c.Read();
   ASSERT_TRUE(r);
@@ -490,7 +490,7 @@ TEST(HttpServerTest, OversizedHeaderIs431ThenClose) {
 // (not 405) and its body is never read.
 TEST(HttpServerTest, LargeBodyIs413ThenClose) {
   auto server = StartServer();
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send("POST /metrics HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\n" +
                      std::string(8192, 'b')));
   auto r = c.Read();
@@ -506,7 +506,7 @@ TEST(HttpServerTest, StalledHalfRequestIsClosedAfterRequestTimeout) {
   HttpServerOptions options;
   options.request_timeout = 300ms;
   auto server = StartServer(options);
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send("GET /metrics HTTP/1.1\r\nHost: te"));
   const auto start = Clock::now();
   EXPECT_EQ(c.WaitForClose(), End::kClosed);
@@ -523,7 +523,7 @@ TEST(HttpServerTest, TricklingClientIsClosedAtRequestDeadline) {
   HttpServerOptions options;
   options.request_timeout = 300ms;
   auto server = StartServer(options);
-  Client c(server->port());
+  HttpTestClient c(server->port());
   std::atomic<bool> done{false};
   std::thread trickle([&] {
     const std::string request = Get("/metrics", "X-Pad: " + std::string(200, 'p') + "\r\n");
@@ -547,7 +547,7 @@ TEST(HttpServerTest, ClientThatDoesNotReadIsClosedAfterRequestTimeout) {
   HttpServerOptions options;
   options.request_timeout = 300ms;
   auto server = StartServer(options);
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send(Get("/big")));
   EXPECT_TRUE(Eventually([&] { return server->stats().timeouts == 1; }));
   EXPECT_TRUE(Eventually([&] { return server->stats().open_connections == 0; }));
@@ -557,7 +557,7 @@ TEST(HttpServerTest, IdleKeepAliveConnectionIsClosedAfterIdleTimeout) {
   HttpServerOptions options;
   options.idle_timeout = 300ms;
   auto server = StartServer(options);
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send(Get("/metrics")));
   ASSERT_TRUE(c.Read());
   const auto start = Clock::now();
@@ -571,7 +571,7 @@ TEST(HttpServerTest, IdleKeepAliveConnectionIsClosedAfterIdleTimeout) {
 
 TEST(HttpServerTest, HandlerThrowingGives500AndServerCarriesOn) {
   auto server = StartServer();
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send(Get("/throw")));
   auto r = c.Read();
   ASSERT_TRUE(r);
@@ -587,7 +587,7 @@ TEST(HttpServerTest, HandlerThrowingGives500AndServerCarriesOn) {
 
 TEST(HttpServerTest, QueryIsSplitFromPath) {
   auto server = StartServer();
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send(Get("/echo?name[]=up&x=1")));
   auto r = c.Read();
   ASSERT_TRUE(r);
@@ -602,7 +602,7 @@ TEST(HttpServerTest, QueryIsSplitFromPath) {
 
 TEST(HttpServerTest, AcceptHeadersAndScrapeTimeoutArePassedToHandler) {
   auto server = StartServer();
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send(Get("/echo",
                          "Accept: application/openmetrics-text; version=1.0.0\r\n"
                          "Accept-Encoding: gzip\r\n"
@@ -631,7 +631,7 @@ TEST(HttpServerTest, AcceptHeadersAndScrapeTimeoutArePassedToHandler) {
 
 TEST(HttpServerTest, UnsafeHandlerHeadersAreDropped) {
   auto server = StartServer();
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send(Get("/badheaders")));
   auto r = c.Read();
   ASSERT_TRUE(r);
@@ -647,14 +647,14 @@ TEST(HttpServerTest, StatsCountEachOutcome) {
   auto server = StartServer();
   EXPECT_EQ(server->stats().requests, 0u);
   {
-    Client c(server->port());
+    HttpTestClient c(server->port());
     ASSERT_TRUE(c.Send(Get("/metrics") + Get("/missing") +
                        "DELETE /metrics HTTP/1.1\r\nHost: test\r\n\r\n" + Get("/throw")));
     for (int i = 0; i < 4; ++i) ASSERT_TRUE(c.Read()) << "response " << i;
     EXPECT_EQ(server->stats().open_connections, 1u);
   }
   {
-    Client c(server->port());
+    HttpTestClient c(server->port());
     ASSERT_TRUE(c.Send("\x01\x02 garbage\r\n\r\n"));
     ASSERT_TRUE(c.Read());
   }
@@ -671,10 +671,10 @@ TEST(HttpServerTest, StatsCountEachOutcome) {
 
 TEST(HttpServerTest, SlowHandlerDoesNotStallOtherConnections) {
   auto server = StartServer();  // 2 io threads by default
-  Client slow(server->port());
+  HttpTestClient slow(server->port());
   ASSERT_TRUE(slow.Send(Get("/slow")));
   std::this_thread::sleep_for(50ms);  // let the slow handler occupy one thread
-  Client fast(server->port());
+  HttpTestClient fast(server->port());
   const auto start = Clock::now();
   ASSERT_TRUE(fast.Send(Get("/metrics")));
   auto r = fast.Read();
@@ -692,13 +692,13 @@ TEST(HttpServerTest, ConnectionsBeyondMaxAreClosedAndCounted) {
   HttpServerOptions options;
   options.max_connections = 1;
   auto server = StartServer(options);
-  auto first = std::make_unique<Client>(server->port());
+  auto first = std::make_unique<HttpTestClient>(server->port());
   ASSERT_TRUE(first->Send(Get("/metrics")));
   ASSERT_TRUE(first->Read());                   // the server has accepted it
   ASSERT_TRUE(first->Send("GET /metrics HT"));  // and now it has a request in flight
   std::this_thread::sleep_for(100ms);           // which the server has started to read
   {
-    Client extra(server->port());
+    HttpTestClient extra(server->port());
     ASSERT_TRUE(extra.connected());  // the kernel accepts; the server then closes it
     EXPECT_EQ(extra.WaitForClose(), End::kClosed);
   }
@@ -710,7 +710,7 @@ TEST(HttpServerTest, ConnectionsBeyondMaxAreClosedAndCounted) {
   EXPECT_EQ(answered->status, 200);
   first.reset();
   ASSERT_TRUE(Eventually([&] { return server->stats().open_connections == 0; }));
-  Client again(server->port());
+  HttpTestClient again(server->port());
   ASSERT_TRUE(again.Send(Get("/metrics")));
   auto r = again.Read();
   ASSERT_TRUE(r);
@@ -747,7 +747,7 @@ class IdleFlood {
       for (auto& c : clients_) {
         if (stop_) return;
         if (c && !c->PeerClosed()) continue;
-        c = std::make_unique<Client>(port_);
+        c = std::make_unique<HttpTestClient>(port_);
         if (!c->connected()) continue;
         ++opened_;
         // A rejected or evicted connection ends without an answer: replaced on the next pass.
@@ -762,7 +762,7 @@ class IdleFlood {
 
   const uint16_t port_;
   const Kind kind_;
-  std::vector<std::unique_ptr<Client>> clients_;
+  std::vector<std::unique_ptr<HttpTestClient>> clients_;
   std::atomic<bool> stop_{false};
   std::atomic<int> passes_{0};
   std::atomic<int64_t> opened_{0};
@@ -782,7 +782,7 @@ void ExpectScrapesAnsweredDuringFlood(IdleFlood::Kind kind) {
   std::chrono::microseconds slowest{0};
   for (int i = 0; i < kScrapes; ++i) {
     const auto start = Clock::now();
-    Client c(server->port());
+    HttpTestClient c(server->port());
     ASSERT_TRUE(c.connected()) << "scrape " << i;
     ASSERT_TRUE(c.Send(Get("/metrics"))) << "scrape " << i;
     auto r = c.Read();
@@ -819,18 +819,18 @@ TEST(HttpServerTest, AtTheCapTheOldestIdleConnectionIsEvictedFirst) {
   HttpServerOptions options;
   options.max_connections = 3;
   auto server = StartServer(options);
-  Client a(server->port());  // idle after a request: the oldest idle one
+  HttpTestClient a(server->port());  // idle after a request: the oldest idle one
   ASSERT_TRUE(a.Send(Get("/metrics")));
   ASSERT_TRUE(a.Read());
   std::this_thread::sleep_for(20ms);
-  Client b(server->port());  // never sends
+  HttpTestClient b(server->port());  // never sends
   ASSERT_TRUE(Eventually([&] { return server->stats().open_connections == 2; }));
   std::this_thread::sleep_for(20ms);
-  Client c(server->port());  // idle after a request
+  HttpTestClient c(server->port());  // idle after a request
   ASSERT_TRUE(c.Send(Get("/metrics")));
   ASSERT_TRUE(c.Read());
 
-  Client d(server->port());
+  HttpTestClient d(server->port());
   ASSERT_TRUE(d.Send(Get("/metrics")));
   auto rd = d.Read();
   ASSERT_TRUE(rd);
@@ -843,7 +843,7 @@ TEST(HttpServerTest, AtTheCapTheOldestIdleConnectionIsEvictedFirst) {
   // c's new request makes it the newest idle one, so b (idle since accept) goes next.
   ASSERT_TRUE(c.Send(Get("/metrics")));
   ASSERT_TRUE(c.Read());
-  Client e(server->port());
+  HttpTestClient e(server->port());
   ASSERT_TRUE(e.Send(Get("/metrics")));
   auto re = e.Read();
   ASSERT_TRUE(re);
@@ -864,13 +864,13 @@ TEST(HttpServerTest, BusyConnectionsAreNeverEvicted) {
   HttpServerOptions options;
   options.max_connections = 2;
   auto server = StartServer(options);
-  Client writing(server->port());
+  HttpTestClient writing(server->port());
   ASSERT_TRUE(writing.Send(Get("/big")));  // never read: the write stalls on a full socket
-  Client reading(server->port());
+  HttpTestClient reading(server->port());
   ASSERT_TRUE(reading.Send("GET /metrics HTTP/1.1\r\nHost: te"));
   std::this_thread::sleep_for(200ms);  // both are now busy in the server
   {
-    Client extra(server->port());
+    HttpTestClient extra(server->port());
     ASSERT_TRUE(extra.connected());
     EXPECT_EQ(extra.WaitForClose(), End::kClosed);
   }
@@ -919,7 +919,7 @@ TEST(HttpServerTest, StartResolvesLocalhost) {
   options.port = 0;
   HttpServer server(options, TestRoutes());
   server.Start();
-  Client c(server.port());  // 127.0.0.1: IPv4 is preferred for names
+  HttpTestClient c(server.port());  // 127.0.0.1: IPv4 is preferred for names
   ASSERT_TRUE(c.Send(Get("/metrics")));
   auto r = c.Read();
   ASSERT_TRUE(r);
@@ -933,10 +933,10 @@ TEST(HttpServerTest, StartTwiceIsALogicError) {
 
 TEST(HttpServerTest, StopIsIdempotentAndClosesConnections) {
   auto server = StartServer();
-  Client c(server->port());
+  HttpTestClient c(server->port());
   ASSERT_TRUE(c.Send(Get("/metrics")));
   ASSERT_TRUE(c.Read());
-  Client half(server->port());
+  HttpTestClient half(server->port());
   ASSERT_TRUE(half.Send("GET /met"));
   const auto start = Clock::now();
   std::thread other([&] { server->Stop(); });  // Stop from two threads at once
@@ -947,7 +947,7 @@ TEST(HttpServerTest, StopIsIdempotentAndClosesConnections) {
   EXPECT_EQ(half.WaitForClose(), End::kClosed);
   EXPECT_EQ(server->stats().open_connections, 0u);
   server->Stop();
-  Client late(server->port());
+  HttpTestClient late(server->port());
   EXPECT_FALSE(late.connected());  // the listener is gone
 }
 
@@ -970,8 +970,8 @@ TEST(HttpServerTest, TwoServersInOneProcessAreIndependent) {
   HttpServer b(options, routes);
   b.Start();
   ASSERT_NE(a->port(), b.port());
-  Client ca(a->port());
-  Client cb(b.port());
+  HttpTestClient ca(a->port());
+  HttpTestClient cb(b.port());
   ASSERT_TRUE(ca.Send(Get("/other")));
   ASSERT_TRUE(cb.Send(Get("/other")));
   auto ra = ca.Read();

@@ -9,10 +9,9 @@
 #include <cmath>
 #include <map>
 
+#include "exposition.h"
 #include "format_test_support.h"
 #include "metrics.pb.h"
-#include "openmetrics_format.h"
-#include "protobuf_format.h"
 #include "region_reader.h"
 #include "shmetrics/shm/native_histogram.h"
 #include "test_region.h"
@@ -99,7 +98,7 @@ class NativeExemplarFormatTest : public ::testing::Test {
 
 TEST_F(NativeExemplarFormatTest, ProtobufCarriesTheMergedNativeBuckets) {
   std::string body;
-  AppendProtobuf(*reader_, snap_, body);
+  AppendExposition(Format::kProtobuf, *reader_, snap_, body);
   auto families = Decode(body);
   ASSERT_EQ(families.count("rpc_seconds"), 1u);
   const pb::Histogram& h = families["rpc_seconds"].metric(0).histogram();
@@ -119,7 +118,7 @@ TEST_F(NativeExemplarFormatTest, ProtobufCarriesTheMergedNativeBuckets) {
 
 TEST_F(NativeExemplarFormatTest, ProtobufCarriesTheLatestExemplars) {
   std::string body;
-  AppendProtobuf(*reader_, snap_, body);
+  AppendExposition(Format::kProtobuf, *reader_, snap_, body);
   auto families = Decode(body);
   const pb::Counter& c = families["req_total"].metric(0).counter();
   ASSERT_TRUE(c.has_exemplar());
@@ -138,8 +137,7 @@ TEST_F(NativeExemplarFormatTest, ProtobufCarriesTheLatestExemplars) {
 
 TEST_F(NativeExemplarFormatTest, OpenMetricsExemplarsPassTheStrictParser) {
   std::string body;
-  AppendOpenMetrics(*reader_, snap_, body);
-  AppendOpenMetricsEof(body);
+  AppendExposition(Format::kOpenMetrics, *reader_, snap_, body);
   EXPECT_NE(body.find("req_total 3.0 # {trace_id=\"abc\",span_id=\"1\"} 2.0 "), std::string::npos)
       << body;
   EXPECT_NE(body.find("size_bytes_bucket{le=\"+Inf\"} 2.0 # {trace_id=\"huge\"} 1000.0 "),

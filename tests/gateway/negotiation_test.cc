@@ -4,8 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include "exposition.h"
-
 namespace shmetrics::gateway {
 namespace {
 

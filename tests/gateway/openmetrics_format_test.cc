@@ -1,6 +1,5 @@
 // OpenMetrics 1.0: the body passes the strict parser of Debian's python3-prometheus-client, carries
 // the same values as the text 0.0.4 body of the same snapshot, and spells numbers as Go does.
-#include "openmetrics_format.h"
 
 #include <gtest/gtest.h>
 #include <prometheus/counter.h>
@@ -17,6 +16,7 @@
 #include <random>
 
 #include "exposition.h"
+#include "exposition_primitives.h"
 #include "format_test_support.h"
 #include "gateway.h"
 #include "test_region.h"
@@ -33,7 +33,7 @@ using testing::Samples;
 
 std::string Number(double v) {
   std::string s;
-  om::AppendNumber(s, v);
+  AppendOpenMetricsNumber(s, v);
   return s;
 }
 
@@ -108,12 +108,9 @@ TEST(OpenMetricsFormatTest, StrictParserAcceptsItAndValuesMatchText) {
   const auto self = SelfRegistry()->Collect();
 
   std::string om;
-  AppendOpenMetrics(reader, snap, om);
-  AppendOpenMetrics(self, om);
-  AppendOpenMetricsEof(om);
+  AppendExposition(Format::kOpenMetrics, reader, snap, self, om);
   std::string text;
-  AppendText(reader, snap, text);
-  AppendText(self, text);
+  AppendExposition(Format::kText, reader, snap, self, text);
 
   const testing::StrictParse parsed = ParseOpenMetricsStrictly(om);
   ASSERT_TRUE(parsed.ok) << parsed.error << "\n" << om;
@@ -181,8 +178,7 @@ TEST(OpenMetricsFormatTest, SummaryWithNegativeOrNaNSumKeepsItsCountOnly) {
   Snapshot snap;
   reader.Collect(snap);
   std::string om;
-  AppendOpenMetrics(reader, snap, om);
-  AppendOpenMetricsEof(om);
+  AppendExposition(Format::kOpenMetrics, reader, snap, om);
   const testing::StrictParse parsed = ParseOpenMetricsStrictly(om);
   ASSERT_TRUE(parsed.ok) << parsed.error << "\n" << om;
   EXPECT_EQ(parsed.samples.at("om_offset_count{k=negative}"), 1);
@@ -191,7 +187,7 @@ TEST(OpenMetricsFormatTest, SummaryWithNegativeOrNaNSumKeepsItsCountOnly) {
   EXPECT_EQ(parsed.samples.count("om_offset_sum{k=nan}"), 0u);
   EXPECT_EQ(parsed.samples.at("om_offset_sum{k=positive}"), 2);
   std::string text;
-  AppendText(reader, snap, text);  // text 0.0.4 keeps the sum
+  AppendExposition(Format::kText, reader, snap, text);  // text 0.0.4 keeps the sum
   EXPECT_NE(text.find("om_offset_sum{k=\"negative\"} -5\n"), std::string::npos) << text;
 }
 
@@ -203,8 +199,7 @@ TEST(OpenMetricsFormatTest, EveryGaugeModeIsServed) {
   Snapshot snap;
   reader.Collect(snap);
   std::string om;
-  AppendOpenMetrics(reader, snap, om);
-  AppendOpenMetricsEof(om);
+  AppendExposition(Format::kOpenMetrics, reader, snap, om);
   const testing::StrictParse parsed = ParseOpenMetricsStrictly(om);
   ASSERT_TRUE(parsed.ok) << parsed.error;
   const std::string self_pid = std::to_string(::getpid());
@@ -254,8 +249,7 @@ TEST(OpenMetricsFormatTest, EmptyRegionIsJustEof) {
   Snapshot snap;
   reader.Collect(snap);
   std::string om;
-  AppendOpenMetrics(reader, snap, om);
-  AppendOpenMetricsEof(om);
+  AppendExposition(Format::kOpenMetrics, reader, snap, om);
   EXPECT_EQ(om, "# EOF\n");
   EXPECT_TRUE(ParseOpenMetricsStrictly(om).ok);
 }
@@ -299,12 +293,12 @@ TEST(OpenMetricsFormatTest, NumbersRoundTrip) {
 }
 
 TEST(OpenMetricsFormatTest, UnitMustBeAnUnderscoreSuffix) {
-  EXPECT_TRUE(om::UnitMatchesName("a_seconds", "seconds"));
-  EXPECT_FALSE(om::UnitMatchesName("aseconds", "seconds"));
-  EXPECT_FALSE(om::UnitMatchesName("seconds", "seconds"));
-  EXPECT_FALSE(om::UnitMatchesName("_seconds", "seconds"));
-  EXPECT_FALSE(om::UnitMatchesName("a_seconds", ""));
-  EXPECT_FALSE(om::UnitMatchesName("a_bytes", "seconds"));
+  EXPECT_TRUE(UnitMatchesName("a_seconds", "seconds"));
+  EXPECT_FALSE(UnitMatchesName("aseconds", "seconds"));
+  EXPECT_FALSE(UnitMatchesName("seconds", "seconds"));
+  EXPECT_FALSE(UnitMatchesName("_seconds", "seconds"));
+  EXPECT_FALSE(UnitMatchesName("a_seconds", ""));
+  EXPECT_FALSE(UnitMatchesName("a_bytes", "seconds"));
 }
 
 }  // namespace

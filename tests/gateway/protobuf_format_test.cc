@@ -1,6 +1,5 @@
 // Protobuf delimited: decoded with the generated classes, the body says value by value what the
 // text 0.0.4 body of the same snapshot says; the framing is protobuf's own delimited framing.
-#include "protobuf_format.h"
 
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/delimited_message_util.h>
@@ -79,10 +78,8 @@ TEST(ProtobufFormatTest, DecodesToTheTextBodyValueByValue) {
   reader.Collect(snap);
   const auto self = SelfFamilies();
   std::string text, body;
-  AppendText(reader, snap, text);
-  AppendText(self, text);
-  AppendProtobuf(reader, snap, body);
-  AppendProtobuf(self, body);
+  AppendExposition(Format::kText, reader, snap, self, text);
+  AppendExposition(Format::kProtobuf, reader, snap, self, body);
 
   std::vector<std::string> errors;
   const Samples from_text = ParseText(text, &errors);
@@ -125,7 +122,7 @@ TEST(ProtobufFormatTest, FramingIsProtobufsDelimitedFraming) {
   Snapshot snap;
   reader.Collect(snap);
   std::string body;
-  AppendProtobuf(reader, snap, body);
+  AppendExposition(Format::kProtobuf, reader, snap, body);
 
   const std::vector<pb::MetricFamily> records = Records(body);
   ASSERT_FALSE(records.empty());
@@ -151,7 +148,7 @@ TEST(ProtobufFormatTest, CountersAndHistogramsCarryCreatedTimestamps) {
   Snapshot snap;
   reader.Collect(snap);
   std::string body;
-  AppendProtobuf(reader, snap, body);
+  AppendExposition(Format::kProtobuf, reader, snap, body);
   const int64_t lo =
       std::chrono::duration_cast<std::chrono::seconds>(start.time_since_epoch()).count() - 5;
   const int64_t hi = std::chrono::duration_cast<std::chrono::seconds>(
@@ -198,7 +195,7 @@ TEST(ProtobufFormatTest, ClassicAndNativeCountsUseTheSameFields) {
   reader.Collect(snap);
   auto histogram = [&](const Snapshot& s) {
     std::string body;
-    AppendProtobuf(reader, s, body);
+    AppendExposition(Format::kProtobuf, reader, s, body);
     for (const pb::MetricFamily& mf : Records(body)) {
       if (mf.name() == "pb_mixed" && mf.metric_size() == 1) return mf.metric(0).histogram();
     }
@@ -241,6 +238,73 @@ TEST(ProtobufFormatTest, GatewayRenderDecodes) {
   EXPECT_TRUE(error.empty()) << error;
   EXPECT_EQ(s.at("fmt_sent_bytes_total{}"), 123456789);
   EXPECT_EQ(s.count("shmetrics_scrape_duration_seconds_count{}"), 1u);
+}
+
+// A large region (100k series: 70k counters, 20k gauges, 10k histograms of 10 buckets): the
+// protobuf body decodes to exactly what the text body says. Encode times: bench/encode_bench.cc.
+TEST(ProtobufFormatTest, LargeRegionDecodesToTheTextBody) {
+  shmetrics::testing::ScopedRegionName name("pblarge");
+  RegionOptions o;
+  o.size_bytes = 96ull << 20;
+  o.max_series = 131072;
+  o.max_families = 64;
+  o.max_slots = 8;
+  o.max_cells = 1u << 18;
+  o.string_bytes = 16u << 20;
+  Client& client = Client::Attach(name.name, o);
+
+  const char* methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH"};
+  for (int f = 0; f < 7; ++f) {
+    auto& fam = BuildCounter()
+                    .Name("large_requests_" + std::to_string(f) + "_total")
+                    .Help("Requests served, by method, code and route.")
+                    .Labels({"method", "code", "route"})
+                    .MaxSeries(10000)
+                    .Register(client);
+    for (int i = 0; i < 10000; ++i) {
+      fam.Add({methods[i % 5], std::to_string(200 + (i / 5) % 4),
+               "/api/v1/resource/" + std::to_string(i / 20)})
+          .Add(static_cast<double>(i * 37 % 100003));
+    }
+  }
+  for (int f = 0; f < 2; ++f) {
+    auto& fam = BuildGauge()
+                    .Name("large_queue_depth_" + std::to_string(f))
+                    .Help("Queue depth per shard.")
+                    .Labels({"shard"})
+                    .MaxSeries(10000)
+                    .Register(client);
+    for (int i = 0; i < 10000; ++i) fam.Add({"shard-" + std::to_string(i)}).Set(i * 0.25);
+  }
+  auto& latency = BuildHistogram()
+                      .Name("large_latency_seconds")
+                      .Help("Latency per route.")
+                      .Unit("seconds")
+                      .Labels({"route"})
+                      .Buckets({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5})
+                      .MaxSeries(10000)
+                      .Register(client);
+  for (int i = 0; i < 10000; ++i) {
+    Histogram& h = latency.Add({"/route/" + std::to_string(i)});
+    for (int k = 0; k < 5; ++k) h.Observe((i % 100 + k) * 0.01);
+  }
+  RegionReader reader(shm::Region::Open(name.name));
+  Snapshot snap;
+  reader.Collect(snap);
+  ASSERT_EQ(reader.series().size(), 100000u);
+  std::string text, body;
+  AppendExposition(Format::kText, reader, snap, text);
+  AppendExposition(Format::kProtobuf, reader, snap, body);
+
+  std::vector<std::string> errors;
+  std::string error;
+  const Samples from_text = ParseText(text, &errors);
+  const Samples from_protobuf = DecodeProtobuf(body, nullptr, &error);
+  ASSERT_TRUE(errors.empty());
+  ASSERT_TRUE(error.empty()) << error;
+  std::string diff;
+  EXPECT_TRUE(SameSamples(from_text, from_protobuf, &diff)) << diff.substr(0, 2000);
+  EXPECT_EQ(from_text.size(), 70000u + 20000u + 10000u * 13u);
 }
 
 }  // namespace

@@ -14,8 +14,8 @@
 #include <random>
 #include <thread>
 
+#include "exposition.h"
 #include "format_test_support.h"
-#include "openmetrics_format.h"
 #include "region_reader.h"
 #include "shmetrics/shm/native_histogram.h"
 #include "shmetrics/shmetrics.h"
@@ -154,8 +154,7 @@ void CheckFarApartValues(double zero_threshold, double low, double high) {
   EXPECT_EQ(total, 2) << "native buckets must keep every count";
   // And the body a strict parser reads: _count 2, never-observed series 0.
   std::string body;
-  AppendOpenMetrics(reader, snap, body);
-  AppendOpenMetricsEof(body);
+  AppendExposition(Format::kOpenMetrics, reader, snap, body);
   const auto parsed = testing::ParseOpenMetricsStrictly(body);
   ASSERT_TRUE(parsed.ok) << parsed.error << "\n" << body;
   EXPECT_EQ(parsed.samples.at(testing::SeriesKey("far_seconds_count", {{"k", "observed"}})), 2);
@@ -325,8 +324,7 @@ TEST(RegionReaderReliabilityTest, WildNativeIndicesAreSkippedAndCounted) {
     reader.Collect(snap);
     EXPECT_EQ(Served(reader, snap, "nh_seconds", "1", 0), 2);
     std::string body;
-    AppendOpenMetrics(reader, snap, body);
-    AppendOpenMetricsEof(body);
+    AppendExposition(Format::kOpenMetrics, reader, snap, body);
     const auto parsed = testing::ParseOpenMetricsStrictly(body);
     EXPECT_TRUE(parsed.ok) << parsed.error << "\n" << body;
   }
@@ -546,8 +544,7 @@ TEST(RegionReaderReliabilityTest, RecordsBreakingClientRulesAreSkippedAndCounted
     size_t series = 0;
     for (const FamilyInfo& f : reader.families()) series += f.series.size();
     std::string body;
-    AppendOpenMetrics(reader, snap, body);
-    AppendOpenMetricsEof(body);
+    AppendExposition(Format::kOpenMetrics, reader, snap, body);
     const auto parsed = testing::ParseOpenMetricsStrictly(body);
     EXPECT_TRUE(parsed.ok) << parsed.error << "\n" << body;
     EXPECT_EQ(series, d.series);
@@ -568,8 +565,7 @@ TEST(RegionReaderReliabilityTest, SummaryObservingNaNStillParsesInOpenMetrics) {
   Snapshot snap;
   reader.Collect(snap);
   std::string body;
-  AppendOpenMetrics(reader, snap, body);
-  AppendOpenMetricsEof(body);
+  AppendExposition(Format::kOpenMetrics, reader, snap, body);
   const auto parsed = testing::ParseOpenMetricsStrictly(body);
   ASSERT_TRUE(parsed.ok) << parsed.error << "\n" << body;
   EXPECT_EQ(parsed.samples.at(testing::SeriesKey("lat_seconds_count", {})), 2);

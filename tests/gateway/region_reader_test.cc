@@ -198,7 +198,7 @@ TEST(RegionReaderTest, HostileBytesGiveCountedSkipsNotCrashes) {
       Snapshot snap;
       reader.Collect(snap);
       std::string body;
-      AppendText(reader, snap, body);
+      AppendExposition(Format::kText, reader, snap, body);
       EXPECT_EQ(fuzz::CheckText004(body), "") << "round " << round << ", scrape " << scrape << ":\n"
                                               << body;
     }

@@ -1,4 +1,4 @@
-#include "text_format.h"
+#include "exposition_primitives.h"
 
 #include <gtest/gtest.h>
 
@@ -8,37 +8,37 @@
 #include <limits>
 #include <random>
 
-namespace shmetrics::gateway::text {
+namespace shmetrics::gateway {
 namespace {
 
 std::string Help(std::string_view s) {
   std::string out;
-  AppendHelp(out, s);
+  AppendEscapedHelp(out, s);
   return out;
 }
 std::string Label(std::string_view s) {
   std::string out;
-  AppendLabelValue(out, s);
+  AppendEscapedLabelValue(out, s);
   return out;
 }
 std::string Double(double v) {
   std::string out;
-  AppendDouble(out, v);
+  AppendShortestDouble(out, v);
   return out;
 }
 std::string Bound(double v) {
   std::string out;
-  AppendBound(out, v);
+  AppendCanonicalBound(out, v);
   return out;
 }
 
-TEST(TextFormatTest, EscapesHelpAndLabelValues) {
+TEST(ExpositionPrimitivesTest, EscapesHelpAndLabelValues) {
   EXPECT_EQ(Help("a\\b\nc\"d"), "a\\\\b\\nc\"d");  // quotes stay in HELP
   EXPECT_EQ(Label("a\\b\nc\"d"), "a\\\\b\\nc\\\"d");
   EXPECT_EQ(Label("żółw ✓"), "żółw ✓");  // UTF-8 passes through
 }
 
-TEST(TextFormatTest, SpecialValuesAsGoParsesThem) {
+TEST(ExpositionPrimitivesTest, SpecialValuesAsGoParsesThem) {
   EXPECT_EQ(Double(std::numeric_limits<double>::quiet_NaN()), "NaN");
   EXPECT_EQ(Double(std::numeric_limits<double>::infinity()), "+Inf");
   EXPECT_EQ(Double(-std::numeric_limits<double>::infinity()), "-Inf");
@@ -47,7 +47,7 @@ TEST(TextFormatTest, SpecialValuesAsGoParsesThem) {
   EXPECT_EQ(Double(0.1), "0.1");
 }
 
-TEST(TextFormatTest, DoublesRoundTripExactly) {
+TEST(ExpositionPrimitivesTest, DoublesRoundTripExactly) {
   std::mt19937_64 rng(12345);
   for (int i = 0; i < 100000; ++i) {
     const uint64_t bits = rng();
@@ -62,7 +62,7 @@ TEST(TextFormatTest, DoublesRoundTripExactly) {
   }
 }
 
-TEST(TextFormatTest, BoundsAreCanonical) {
+TEST(ExpositionPrimitivesTest, BoundsAreCanonical) {
   EXPECT_EQ(Bound(1), "1.0");
   EXPECT_EQ(Bound(0.25), "0.25");
   EXPECT_EQ(Bound(1e-05), "1e-05");
@@ -73,4 +73,4 @@ TEST(TextFormatTest, BoundsAreCanonical) {
 }
 
 }  // namespace
-}  // namespace shmetrics::gateway::text
+}  // namespace shmetrics::gateway
