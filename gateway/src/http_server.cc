@@ -76,9 +76,6 @@ struct Counters {
 // Returns the value after the increment. Counters are statistics: relaxed is enough.
 uint64_t Bump(std::atomic<uint64_t>& c) { return c.fetch_add(1, std::memory_order_relaxed) + 1; }
 
-// Logs only the 1st, 2nd, 4th, 8th... occurrence so a persistent fault cannot flood stderr.
-bool ShouldLog(uint64_t count) { return (count & (count - 1)) == 0; }
-
 std::string Truncated(std::string_view s) {
   if (s.size() <= kMaxEchoed) return std::string(s);
   return std::string(s.substr(0, kMaxEchoed)) + "...";
@@ -418,7 +415,7 @@ HttpResponse Session::CallHandler(const HttpHandler& handler, const HttpRequestI
     error = "unknown exception";
   }
   const uint64_t n = Bump(listener_.counters().handler_errors);
-  if (ShouldLog(n)) {
+  if (LogThisOccurrence(n)) {
     LogWarn("http: handler for " + Truncated(info.path) + " failed, answered 500 (" +
             std::to_string(n) + " so far): " + error);
   }
@@ -648,7 +645,7 @@ void Listener::RunIoThread() {
     } catch (const std::exception& e) {
       // Only a bug gets here; the connection whose handler threw is dropped, the rest continue.
       const uint64_t n = Bump(counters_.internal_errors);
-      if (ShouldLog(n)) {
+      if (LogThisOccurrence(n)) {
         LogWarn("http: io thread caught an exception, connection dropped: " +
                 std::string(e.what()));
       }
@@ -665,7 +662,7 @@ void Listener::OnAccept(beast::error_code ec, tcp::socket socket) {
   if (!acceptor_.is_open()) return;  // Stop() closed it
   if (ec) {
     const uint64_t n = Bump(counters_.accept_errors);
-    if (ShouldLog(n)) {
+    if (LogThisOccurrence(n)) {
       LogWarn("http: accept failed, retrying (" + std::to_string(n) + " so far): " + ec.message());
     }
     accept_retry_.expires_after(kAcceptRetryDelay);
@@ -685,7 +682,7 @@ void Listener::OnAccept(beast::error_code ec, tcp::socket socket) {
   // Outside the lock: a session's last reference may go here, and its destructor takes the lock.
   if (evicted) {
     const uint64_t n = Bump(counters_.evictions);
-    if (ShouldLog(n)) {
+    if (LogThisOccurrence(n)) {
       LogWarn("http: " + std::to_string(options_.max_connections) +
               " connections open (max_connections): closed the one idle the longest to admit a "
               "new one (" +
@@ -698,7 +695,7 @@ void Listener::OnAccept(beast::error_code ec, tcp::socket socket) {
     session->Run();
   } else if (!stopping) {
     const uint64_t n = Bump(counters_.rejected_connections);
-    if (ShouldLog(n)) {
+    if (LogThisOccurrence(n)) {
       LogWarn("http: " + std::to_string(options_.max_connections) +
               " connections open (max_connections) and none idle: refused a new one (" +
               std::to_string(n) + " so far)");

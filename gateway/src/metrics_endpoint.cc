@@ -12,9 +12,6 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-// The first 10 occurrences, then powers of two: a persistently slow scrape does not flood the log.
-bool ShouldLog(uint64_t n) { return n <= 10 || (n & (n - 1)) == 0; }
-
 std::string FormatSeconds(double s) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.6g", s);
@@ -78,7 +75,8 @@ HttpResponse MetricsEndpoint::Handle(const HttpRequestInfo& request, const Rende
                             " body took " + FormatSeconds(elapsed) +
                             " s, past the scraper's timeout of " + FormatSeconds(timeout) +
                             " s (X-Prometheus-Scrape-Timeout-Seconds)";
-    if (ShouldLog(n)) LogWarn("/metrics: answered 503 (" + std::to_string(n) + " so far): " + why);
+    if (LogThisOccurrence(n))
+      LogWarn("/metrics: answered 503 (" + std::to_string(n) + " so far): " + why);
     r.status = 503;
     r.body = why + "\n";
     return r;

@@ -3,18 +3,13 @@
 #include "log.h"
 
 namespace shmetrics::gateway {
-namespace {
-
-// Every skip is counted in ReaderStats; the log shows the first ones, then ever fewer.
-constexpr uint64_t kSkippedReportsInFull = 20;
-
-}  // namespace
 
 void RegionAccess::LogSkipped(const std::string& what) {
   ++skipped_reports_;
-  if (!LogThisOccurrence(skipped_reports_, kSkippedReportsInFull)) return;
-  LogWarn("region \"" + region_.name() + "\": skipping invalid data: " + what +
-          (skipped_reports_ == kSkippedReportsInFull ? " (further reports rate-limited)" : ""));
+  if (!LogThisOccurrence(skipped_reports_)) return;
+  LogWarn(
+      "region \"" + region_.name() + "\": skipping invalid data: " + what +
+      (skipped_reports_ == 10 ? " (from now on, only the 16th, 32nd, 64th... are logged)" : ""));
 }
 
 void RegionAccess::ResolvePages(uint32_t slot, std::vector<shm::Cell*>& pages) {
