@@ -34,8 +34,10 @@ RegionState& StateOf(uint32_t region);
 // Registers a newly attached region; returns its id. Throws RegionError past kMaxRegions.
 uint32_t AddRegionState(const shm::Region* region);
 // This process's lock descriptor for the region, opened on first use (and again after fork).
-// Caller holds state.mu.
-int LockFdLocked(RegionState& state);
+// Caller holds state.mu. The control plane's form throws RegionError naming the region and the
+// operating system's reason; the slow path's returns -1 instead (its caller counts a drop).
+int OpenLockFdLocked(RegionState& state);
+int LockFdLocked(RegionState& state) noexcept;
 // Claims this thread's slot now (normally done by the first update). False if none is free.
 bool ClaimThreadSlot(uint32_t region) noexcept;
 

@@ -36,7 +36,7 @@
 
 #include "shmetrics/shm/native_histogram.h"
 #include "shmetrics/shm/region.h"
-#include "shmetrics/shm/registry.h"
+#include "shmetrics/shm/registry_reader.h"
 
 namespace shmetrics::gateway {
 
