@@ -292,6 +292,14 @@ TEST(ClientTest, ForkedChildWritesIntoItsOwnSlot) {
   EXPECT_EQ(OwnActiveSlot(c.region()), parent_slot);
 }
 
+// A handle holds what its hot path reads per series; the rest is one pointer to its family.
+TEST(ClientTest, HandlesAreSmall) {
+  EXPECT_EQ(sizeof(Counter), 24u);    // family, region, cell base, drop cell, dropped
+  EXPECT_EQ(sizeof(Gauge), 24u);      // the same
+  EXPECT_EQ(sizeof(Histogram), 24u);  // the same, and the short-path flag
+  EXPECT_EQ(sizeof(Summary), 16u);    // no family constants
+}
+
 TEST(ClientTest, ResolveFindsExistingChildWithoutRegistering) {
   ScopedRegionName name("resolve");
   Client& c = Client::Attach(name.name, SmallOptions());

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -193,6 +194,23 @@ TEST_F(RegistryTest, FamilyCapAndRegionFullAreReportedNotThrown) {
   }
   EXPECT_EQ(last, SeriesStatus::kRegionFull);  // max_series is 1024 in SmallOptions
   EXPECT_GT(region_->header().registration_errors.load(), 0u);
+}
+
+// Another open file description holding the lock stands for another process: the wait is bounded
+// and its failure is an environment error (RegionError), not a bad definition.
+TEST_F(RegistryTest, LockHeldElsewhereTimesOutAsRegionError) {
+  RegistryLock held(*region_, fd_, mu_);
+  const int other_fd = region_->OpenLockDescriptor();
+  std::mutex other_mu;
+  try {
+    RegistryLock lock(*region_, other_fd, other_mu, std::chrono::milliseconds(50));
+    ADD_FAILURE() << "the lock was taken twice";
+  } catch (const RegionError& e) {
+    EXPECT_NE(std::string(e.what()).find("registry lock held by another process"),
+              std::string::npos)
+        << e.what();
+  }
+  ::close(other_fd);
 }
 
 TEST_F(RegistryTest, ReaderDecodesWhatWriterWrote) {
