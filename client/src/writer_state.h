@@ -23,7 +23,8 @@ struct RegionState {
   // Guards slot claims, page mapping and lock_fd. Held only on slow paths, never across a wait
   // on another process.
   std::mutex mu;
-  // Guards registration in this process (the OFD registry lock does not exclude our own threads).
+  // Guards registration in this process, the Client's family map included (the OFD registry
+  // lock does not exclude our own threads).
   std::mutex registry_mu;
   int lock_fd = -1;                 // this process's own open file description; -1 after fork
   OwnedWriter* primary = nullptr;   // the process slot (gauges; counters of its first thread)

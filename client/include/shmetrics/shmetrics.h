@@ -11,9 +11,10 @@
 //  - Attach, Build*().Register and Family::Add are the control plane: any thread, any time,
 //    before or after fork(). They may take locks, allocate and throw RegistrationError /
 //    RegionError with a message that names the metric or region.
-//  - Counter, Gauge and Histogram methods are the data plane: any thread, noexcept, no lock, no
-//    allocation, no syscall. After fork() the child's updates go to the child's own slot.
-//  - Handles (Family&, Counter&, ...) live as long as the process; never delete them.
+//  - Counter, Gauge, Histogram and Summary methods are the data plane: any thread, noexcept, no
+//    lock, no allocation, no syscall. After fork() the child's updates go to the child's own slot.
+//  - Handles (Family&, Counter&, ...) live at one address as long as the process; never delete
+//    or copy them. A pointer to one may be kept and passed around as an opaque handle.
 #pragma once
 
 #include <atomic>
