@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "shmetrics/shm/region.h"
 #include "shmetrics/shmetrics.h"
 #include "workload.h"
 

@@ -4,20 +4,18 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <variant>
 
-#include "shmetrics/shm/registry.h"
+#include "shmetrics/shm/family_spec.h"
+#include "shmetrics/shm/region.h"
+#include "shmetrics/shm/registry_writer.h"
 #include "shmetrics/shmetrics.h"
 #include "writer_state.h"
 
 namespace shmetrics {
 namespace {
-
-std::string Quote(std::string_view s) {
-  std::string q(1, '"');
-  q.append(s).push_back('"');
-  return q;
-}
 
 bool SameSpec(const shm::FamilySpec& a, const shm::FamilySpec& b) {
   return a.type == b.type && a.help == b.help && a.unit == b.unit &&
@@ -29,93 +27,79 @@ bool SameSpec(const shm::FamilySpec& a, const shm::FamilySpec& b) {
          a.exemplars == b.exemplars;
 }
 
-struct ProcessRegistry {
+// This process's attachments by region name. Immortal, as every Client.
+struct Attachments {
   std::mutex mu;
-  std::map<std::string, Client*> clients;
+  std::map<std::string, Client*> by_name;
 };
-ProcessRegistry& Registry() {
-  static auto* r = new ProcessRegistry();  // immortal: see Client
-  return *r;
+Attachments& AttachmentsOfProcess() {
+  static auto* a = new Attachments();
+  return *a;
+}
+
+// The region's registry lock for this process: its lock descriptor (opened on first use) and
+// the OFD lock, with the process-local mutex. Throws RegionError with the operating system's
+// reason when the descriptor cannot be opened or the lock not taken.
+shm::RegistryLock LockRegistry(const Client& client) {
+  detail::RegionState& state = detail::StateOf(client.region_id());
+  int fd;
+  {
+    std::lock_guard lock(state.mu);
+    fd = detail::OpenLockFdLocked(state);
+  }
+  return shm::RegistryLock(client.region(), fd, state.registry_mu);
 }
 
 }  // namespace
 
-struct ClientAccess {
-  static Client* Make(std::unique_ptr<shm::Region> region, uint32_t id) {
-    return new Client(std::move(region), id);
-  }
+// The families this process registered in the region, by name. Guarded by the region's registry
+// lock (whose process-local mutex the fork handlers hold across fork()).
+struct Client::Families {
+  std::map<std::string,
+           std::variant<Family<Counter>*, Family<Gauge>*, Family<Histogram>*, Family<Summary>*>>
+      by_name;
 };
 
-Client::Client(std::unique_ptr<shm::Region> region, uint32_t id)
-    : region_(std::move(region)), region_id_(id) {}
+Client::Client(const shm::Region* region, uint32_t id)
+    : region_(region), region_id_(id), families_(new Families()) {}
 
 Client& Client::Attach(const std::string& region, const RegionOptions& options) {
-  ProcessRegistry& reg = Registry();
-  std::lock_guard lock(reg.mu);
-  if (auto it = reg.clients.find(region); it != reg.clients.end()) return *it->second;
-  auto mapped = shm::Region::OpenOrCreate(region, options);
+  Attachments& attachments = AttachmentsOfProcess();
+  std::lock_guard lock(attachments.mu);
+  if (auto it = attachments.by_name.find(region); it != attachments.by_name.end())
+    return *it->second;
+  std::unique_ptr<shm::Region> mapped = shm::Region::OpenOrCreate(region, options);
   const uint32_t id = detail::AddRegionState(mapped.get());
-  Client* c = ClientAccess::Make(std::move(mapped), id);
-  reg.clients.emplace(region, c);
+  Client* c = new Client(mapped.release(), id);  // both live as long as the process
+  attachments.by_name.emplace(region, c);
   return *c;
 }
 
 bool Client::ClaimSlotNow() { return detail::ClaimThreadSlot(region_id_); }
 
-namespace {
-struct FamilyIndex {
-  std::map<std::string, detail::FamilyCore*> by_name;
-};
-}  // namespace
-
-detail::FamilyCore* Client::RegisterFamily(shm::FamilySpec spec) {
+template <typename T>
+Family<T>& Client::Register(shm::FamilySpec spec) {
   spec = shm::NormaliseFamilySpec(std::move(spec));
-  detail::RegionState& state = detail::StateOf(region_id_);
-  static std::map<uint32_t, FamilyIndex>* indexes = new std::map<uint32_t, FamilyIndex>();
-  int fd;
-  {
-    std::lock_guard lock(state.mu);
-    fd = detail::LockFdLocked(state);
-  }
-  if (fd < 0)
-    throw RegionError("region \"" + region_->name() + "\": cannot open a lock descriptor");
-  shm::RegistryLock lock(*region_, fd, state.registry_mu);
-  FamilyIndex& index = (*indexes)[region_id_];
-  if (auto it = index.by_name.find(spec.name); it != index.by_name.end()) {
-    if (!SameSpec(it->second->spec(), spec)) {
-      throw RegistrationError("metric " + Quote(spec.name) +
+  const shm::RegistryLock lock = LockRegistry(*this);
+  if (auto it = families_->by_name.find(spec.name); it != families_->by_name.end()) {
+    Family<T>* const* same = std::get_if<Family<T>*>(&it->second);
+    if (same == nullptr || !SameSpec((*same)->spec(), spec)) {
+      throw RegistrationError("metric " + shm::Quote(spec.name) +
                               " is already registered in this process with another definition: "
                               "type, help, unit, labels, buckets and gauge mode must match");
     }
-    return it->second;
+    return **same;
   }
   const shm::FamilyResult registered = shm::RegistryWriter(*region_).FindOrAddFamily(spec);
-  auto* core = new detail::FamilyCore(*this, spec, registered);
-  index.by_name.emplace(spec.name, core);
-  return core;
+  auto* family = new Family<T>(*this, std::move(spec), registered);
+  families_->by_name.emplace(family->name(), family);
+  return *family;
 }
 
 namespace detail {
 
-struct FamilyCore::Entry {
-  uint64_t hash;
-  std::vector<std::string> values;
-  HandleData data;
-};
-
-struct FamilyCore::Table {
-  explicit Table(uint32_t capacity) : mask(capacity - 1), slots(new std::atomic<Entry*>[capacity]) {
-    for (uint32_t i = 0; i < capacity; ++i) slots[i].store(nullptr, std::memory_order_relaxed);
-  }
-  uint32_t mask;
-  uint32_t size = 0;
-  std::unique_ptr<std::atomic<Entry*>[]> slots;
-  // The table this one replaced: readers may still be probing it, so it lives on, owned here
-  // rather than unreachable (which LeakSanitizer reports as a leak).
-  std::unique_ptr<Table> previous;
-};
-
 namespace {
+
 // For each of the 4096 sign+exponent octaves of a double, the number of bounds below the octave
 // (the first bucket a value in it can fall in), and in *steps the most bounds inside any octave
 // (how many compares BucketIndex needs from there). When some octave holds more than a few bounds,
@@ -153,16 +137,82 @@ std::vector<uint8_t> BuildBucketTable(const std::vector<double>& b, uint32_t* st
   *steps = most;
   return table;
 }
+
 }  // namespace
 
 FamilyCore::FamilyCore(Client& client, shm::FamilySpec spec, const shm::FamilyResult& registered)
-    : client_(client), spec_(std::move(spec)), registered_(registered), table_(new Table(16)) {
-  if (spec_.type == shm::MetricType::kHistogram) {
-    // -0.0 is keyed as +0.0 (they are equal as bounds); the sentinel stands for +Inf.
-    for (double b : spec_.bounds) bound_keys_.push_back(OrderKey(b == 0 ? 0.0 : b));
-    bound_keys_.push_back(std::numeric_limits<uint64_t>::max());
-    bucket_table_ = BuildBucketTable(spec_.bounds, &bucket_steps_);
+    : client_(client),
+      spec_(std::move(spec)),
+      index_(registered.index),
+      drop_cell_(registered.drop_cell),
+      layout_(registered.layout),
+      in_region_(registered.status == shm::FamilyStatus::kOk) {}
+
+void FamilyCore::CheckValueCount(std::span<const std::string_view> values) const {
+  if (values.size() == spec_.label_names.size()) return;
+  std::string names;
+  for (const auto& n : spec_.label_names) names += (names.empty() ? "" : ", ") + n;
+  throw RegistrationError("metric " + shm::Quote(spec_.name) + ": expected " +
+                          std::to_string(spec_.label_names.size()) + " label values (" + names +
+                          "), got " + std::to_string(values.size()));
+}
+
+void FamilyCore::CheckNewValues(std::span<const std::string_view> values) const {
+  for (size_t i = 0; i < values.size(); ++i) {
+    std::string problem = shm::Utf8Problem(values[i]);
+    if (values[i].size() > shm::kMaxLabelValueBytes) {
+      problem = "longer than " + std::to_string(shm::kMaxLabelValueBytes) + " bytes";
+    }
+    if (!problem.empty()) {
+      throw RegistrationError("metric " + shm::Quote(spec_.name) + ": label " +
+                              shm::Quote(spec_.label_names[i]) + " value is " + problem);
+    }
   }
+}
+
+SeriesCells FamilyCore::RegisterSeries(std::span<const std::string_view> values) const {
+  SeriesCells s;
+  s.region = client_.region_id();
+  if (!in_region_) {
+    s.dropped = true;  // the region had no room for the family: drops go to the header counter
+    return s;
+  }
+  const shm::SeriesResult r = shm::RegistryWriter(client_.region()).FindOrAddSeries(index_, values);
+  s.cell_base = r.cell_base;
+  s.dropped = r.status != shm::SeriesStatus::kOk;
+  // The family's drop cell counts its cap (reason series_limit); a full region counts in the
+  // region header (reason region_full).
+  s.drop_cell = r.status == shm::SeriesStatus::kFamilyFull ? drop_cell_ + shm::kDropSeriesLimit : 0;
+  return s;
+}
+
+void FamilyCore::InitConstants(CounterFamily& c) const {
+  c.invalid_cell = in_region_ ? drop_cell_ + shm::kDropInvalidValue : 0;
+  c.exemplar_offset = layout_.exemplar_offset;
+}
+
+void FamilyCore::InitConstants(GaugeFamily& c) const {
+  c.most_recent = shm::IsMostRecentMode(spec_.gauge_mode);
+}
+
+void FamilyCore::InitConstants(HistogramFamily& c) const {
+  c.bucket_count = static_cast<uint32_t>(spec_.bounds.size());
+  // -0.0 is keyed as +0.0 (they are equal as bounds); the sentinel stands for +Inf.
+  for (uint32_t i = 0; i < c.bucket_count; ++i) {
+    const double b = spec_.bounds[i];
+    c.bound_keys[i] = OrderKey(b == 0 ? 0.0 : b);
+  }
+  c.bound_keys[c.bucket_count] = std::numeric_limits<uint64_t>::max();
+  const std::vector<uint8_t> table = BuildBucketTable(spec_.bounds, &c.bucket_steps);
+  std::copy(table.begin(), table.end(), c.bucket_table);
+  c.exemplar_offset = layout_.exemplar_offset;
+  if (spec_.native) {
+    c.native.offset = layout_.native_offset;
+    c.native.window = spec_.native_max_buckets / 2;
+    c.native.schema = spec_.native_schema;
+    c.native.zero_threshold = spec_.native_zero_threshold;
+  }
+  c.one_compare = !spec_.native && c.bucket_steps <= 1;
 }
 
 namespace {
@@ -175,84 +225,61 @@ bool SameValues(const std::vector<std::string>& a, std::span<const std::string_v
 }
 }  // namespace
 
-HandleData* FamilyCore::Resolve(std::span<const std::string_view> values) {
-  if (values.size() != spec_.label_names.size()) {
-    std::string names;
-    for (const auto& n : spec_.label_names) names += (names.empty() ? "" : ", ") + n;
-    throw RegistrationError("metric " + Quote(spec_.name) + ": expected " +
-                            std::to_string(spec_.label_names.size()) + " label values (" + names +
-                            "), got " + std::to_string(values.size()));
+}  // namespace detail
+
+// A child: its label values (to tell hash collisions apart) and the handle itself.
+template <typename T>
+struct Family<T>::Entry {
+  uint64_t hash;
+  std::vector<std::string> values;
+  T handle;
+};
+
+template <typename T>
+struct Family<T>::Table {
+  explicit Table(uint32_t capacity) : mask(capacity - 1), slots(new std::atomic<Entry*>[capacity]) {
+    for (uint32_t i = 0; i < capacity; ++i) slots[i].store(nullptr, std::memory_order_relaxed);
   }
-  const uint64_t hash = shm::HashSeries(registered_.index, values);
-  const Table* t = table_.load(std::memory_order_acquire);
-  for (uint32_t i = 0; i <= t->mask; ++i) {
-    const Entry* e = t->slots[(hash + i) & t->mask].load(std::memory_order_acquire);
-    if (e == nullptr) break;
-    if (e->hash == hash && SameValues(e->values, values)) return const_cast<HandleData*>(&e->data);
+  Entry* Find(uint64_t hash, std::span<const std::string_view> values) const {
+    for (uint32_t i = 0; i <= mask; ++i) {
+      Entry* e = slots[(hash + i) & mask].load(std::memory_order_acquire);
+      if (e == nullptr) return nullptr;
+      if (e->hash == hash && detail::SameValues(e->values, values)) return e;
+    }
+    return nullptr;
   }
+  uint32_t mask;
+  uint32_t size = 0;
+  std::unique_ptr<std::atomic<Entry*>[]> slots;
+  // The table this one replaced: readers may still be probing it, so it lives on, owned here
+  // rather than unreachable (which LeakSanitizer reports as a leak).
+  std::unique_ptr<Table> previous;
+};
+
+template <typename T>
+Family<T>::Family(Client& client, shm::FamilySpec spec, const shm::FamilyResult& registered)
+    : FamilyCore(client, std::move(spec), registered), table_(new Table(16)) {
+  InitConstants(constants_);
+}
+
+template <typename T>
+T& Family<T>::Resolve(std::span<const std::string_view> values) {
+  CheckValueCount(values);
+  const uint64_t hash = shm::HashSeries(index_, values);
+  if (Entry* e = table_.load(std::memory_order_acquire)->Find(hash, values)) return e->handle;
   return Create(values, hash);
 }
 
-HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_t hash) {
-  for (size_t i = 0; i < values.size(); ++i) {
-    std::string problem = shm::Utf8Problem(values[i]);
-    if (values[i].size() > shm::kMaxLabelValueBytes) {
-      problem = "longer than " + std::to_string(shm::kMaxLabelValueBytes) + " bytes";
-    }
-    if (!problem.empty()) {
-      throw RegistrationError("metric " + Quote(spec_.name) + ": label " +
-                              Quote(spec_.label_names[i]) + " value is " + problem);
-    }
-  }
-  RegionState& state = StateOf(client_.region_id());
-  int fd;
-  {
-    std::lock_guard lock(state.mu);
-    fd = LockFdLocked(state);
-  }
-  if (fd < 0)
-    throw RegionError("region \"" + client_.region().name() + "\": cannot open a lock descriptor");
-  shm::RegistryLock lock(client_.region(), fd, state.registry_mu);
-
+template <typename T>
+T& Family<T>::Create(std::span<const std::string_view> values, uint64_t hash) {
+  CheckNewValues(values);
+  const shm::RegistryLock lock = LockRegistry(client_);
   // Another thread may have created it while we waited.
   Table* t = table_.load(std::memory_order_acquire);
-  for (uint32_t i = 0; i <= t->mask; ++i) {
-    Entry* e = t->slots[(hash + i) & t->mask].load(std::memory_order_acquire);
-    if (e == nullptr) break;
-    if (e->hash == hash && SameValues(e->values, values)) return &e->data;
-  }
+  if (Entry* e = t->Find(hash, values)) return e->handle;
 
-  auto* entry = new Entry{hash, std::vector<std::string>(values.begin(), values.end()), {}};
-  HandleData& d = entry->data;
-  d.region = client_.region_id();
-  d.bucket_count = static_cast<uint32_t>(spec_.bounds.size());
-  d.bound_keys = bound_keys_.data();
-  d.bucket_table = bucket_table_.data();
-  d.bucket_steps = bucket_steps_;
-  d.most_recent = shm::IsMostRecentMode(spec_.gauge_mode) && spec_.type == shm::MetricType::kGauge;
-  d.exemplar_offset = registered_.layout.exemplar_offset;
-  if (spec_.native) {
-    d.native.offset = registered_.layout.native_offset;
-    d.native.window = spec_.native_max_buckets / 2;
-    d.native.schema = spec_.native_schema;
-    d.native.zero_threshold = spec_.native_zero_threshold;
-  }
-  if (!registered_.ok) {
-    d.dropped = true;  // the region had no room for the family: drops go to the header counter
-  } else {
-    const shm::SeriesResult r =
-        shm::RegistryWriter(client_.region()).FindOrAddSeries(registered_.index, values);
-    d.cell_base = r.cell_base;
-    d.dropped = r.status != shm::SeriesStatus::kOk;
-    // The family's drop cell counts its cap (reason series_limit); a full region counts in the
-    // region header (reason region_full).
-    d.drop_cell = r.status == shm::SeriesStatus::kFamilyFull
-                      ? registered_.drop_cell + shm::kDropSeriesLimit
-                      : 0;
-    d.invalid_cell = registered_.drop_cell + shm::kDropInvalidValue;
-  }
-  d.short_observe = spec_.type == shm::MetricType::kHistogram && !d.dropped && !spec_.native &&
-                    d.bucket_steps <= 1;
+  auto* entry = new Entry{hash, std::vector<std::string>(values.begin(), values.end()),
+                          T(constants_, RegisterSeries(values))};
 
   // Grow at half load; readers may still be probing the old table, so it is never freed.
   if ((t->size + 1) * 2 > t->mask + 1) {
@@ -274,32 +301,23 @@ HandleData* FamilyCore::Create(std::span<const std::string_view> values, uint64_
   while (t->slots[j].load(std::memory_order_relaxed) != nullptr) j = (j + 1) & t->mask;
   t->slots[j].store(entry, std::memory_order_release);
   ++t->size;
-  return &d;
+  return entry->handle;
 }
 
-}  // namespace detail
-
-template <typename T>
-Family<T>& Builder<T>::Register(Client& client) {
-  detail::FamilyCore* core = client.RegisterFamily(spec_);
-  static std::mutex mu;
-  static auto* wrappers = new std::map<detail::FamilyCore*, Family<T>*>();
-  std::lock_guard lock(mu);
-  auto [it, inserted] = wrappers->emplace(core, nullptr);
-  if (inserted) it->second = new Family<T>(core);
-  return *it->second;
-}
-
-template class Builder<Counter>;
-template class Builder<Gauge>;
-template class Builder<Histogram>;
-template class Builder<Summary>;
+template class Family<Counter>;
+template class Family<Gauge>;
+template class Family<Histogram>;
+template class Family<Summary>;
+template Family<Counter>& Client::Register<Counter>(shm::FamilySpec);
+template Family<Gauge>& Client::Register<Gauge>(shm::FamilySpec);
+template Family<Histogram>& Client::Register<Histogram>(shm::FamilySpec);
+template Family<Summary>& Client::Register<Summary>(shm::FamilySpec);
 
 Builder<Counter> BuildCounter() { return Builder<Counter>(shm::MetricType::kCounter); }
 Builder<Gauge> BuildGauge() { return Builder<Gauge>(shm::MetricType::kGauge); }
 Builder<Histogram> BuildHistogram() { return Builder<Histogram>(shm::MetricType::kHistogram); }
-
 Builder<Summary> BuildSummary() { return Builder<Summary>(shm::MetricType::kSummary); }
+
 std::vector<double> ExponentialBuckets(double start, double factor, uint32_t count) {
   if (!(start > 0) || !(factor > 1) || count == 0) {
     throw RegistrationError("ExponentialBuckets needs start > 0, factor > 1, count > 0");

@@ -2,7 +2,6 @@
 // fork() so that a child never writes into its parent's slots.
 #include <pthread.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -185,21 +184,17 @@ uint32_t AddRegionState(const shm::Region* region) {
   return id;
 }
 
-int LockFdLocked(RegionState& state) {
-  if (state.lock_fd < 0) {
-    try {
-      state.lock_fd = state.region->OpenLockDescriptor();
-    } catch (...) {
-      return -1;
-    }
-  }
+int OpenLockFdLocked(RegionState& state) {
+  if (state.lock_fd < 0) state.lock_fd = state.region->OpenLockDescriptor();
   return state.lock_fd;
 }
 
-uint64_t NowUnixNs() noexcept {
-  struct timespec ts;
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+int LockFdLocked(RegionState& state) noexcept {
+  try {
+    return OpenLockFdLocked(state);
+  } catch (...) {
+    return -1;  // the slow path cannot report it; the next registration throws it with errno
+  }
 }
 
 shm::Cell* ThreadCellsSlow(uint32_t region, uint32_t cell_base) noexcept {

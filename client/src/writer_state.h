@@ -23,7 +23,8 @@ struct RegionState {
   // Guards slot claims, page mapping and lock_fd. Held only on slow paths, never across a wait
   // on another process.
   std::mutex mu;
-  // Guards registration in this process (the OFD registry lock does not exclude our own threads).
+  // Guards registration in this process, the Client's family map included (the OFD registry
+  // lock does not exclude our own threads).
   std::mutex registry_mu;
   int lock_fd = -1;                 // this process's own open file description; -1 after fork
   OwnedWriter* primary = nullptr;   // the process slot (gauges; counters of its first thread)
@@ -34,8 +35,10 @@ RegionState& StateOf(uint32_t region);
 // Registers a newly attached region; returns its id. Throws RegionError past kMaxRegions.
 uint32_t AddRegionState(const shm::Region* region);
 // This process's lock descriptor for the region, opened on first use (and again after fork).
-// Caller holds state.mu.
-int LockFdLocked(RegionState& state);
+// Caller holds state.mu. The control plane's form throws RegionError naming the region and the
+// operating system's reason; the slow path's returns -1 instead (its caller counts a drop).
+int OpenLockFdLocked(RegionState& state);
+int LockFdLocked(RegionState& state) noexcept;
 // Claims this thread's slot now (normally done by the first update). False if none is free.
 bool ClaimThreadSlot(uint32_t region) noexcept;
 

@@ -6,7 +6,8 @@
 #include <string>
 #include <thread>
 
-#include "shmetrics/shm/registry.h"
+#include "shmetrics/shm/family_spec.h"
+#include "shmetrics/shm/registry_reader.h"
 
 namespace shmetrics::gateway {
 namespace {

@@ -20,6 +20,7 @@
 #include "region_access.h"
 #include "registry_cache.h"
 #include "shmetrics/shm/region.h"
+#include "shmetrics/shm/registry_reader.h"
 #include "snapshot.h"
 
 namespace shmetrics::gateway {

@@ -16,7 +16,8 @@
 #include <vector>
 
 #include "region_access.h"
-#include "shmetrics/shm/registry.h"
+#include "shmetrics/shm/family_spec.h"
+#include "shmetrics/shm/registry_reader.h"
 
 namespace shmetrics::gateway {
 

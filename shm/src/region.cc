@@ -26,6 +26,8 @@
 #include <utility>
 #include <vector>
 
+#include "shmetrics/shm/clock.h"
+
 namespace shmetrics::shm {
 namespace {
 
@@ -42,12 +44,6 @@ uint32_t NextPowerOfTwo(uint64_t v) {
 }
 
 std::string Errno(int err) { return std::strerror(err); }
-
-uint64_t NowUnixNs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
 
 void CheckName(const std::string& name) {
   bool ok = !name.empty() && name.size() <= 200;

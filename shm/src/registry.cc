@@ -1,30 +1,20 @@
-#include "shmetrics/shm/registry.h"
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 
+#include "shmetrics/shm/clock.h"
+#include "shmetrics/shm/family_spec.h"
 #include "shmetrics/shm/native_histogram.h"
 #include "shmetrics/shm/ofd_lock.h"
+#include "shmetrics/shm/registry_reader.h"
+#include "shmetrics/shm/registry_writer.h"
 
 namespace shmetrics::shm {
 namespace {
 
-uint64_t NowUnixNs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
-
 bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
-std::string Quote(std::string_view s) {
-  std::string q(1, '"');
-  q.append(s).push_back('"');
-  return q;
 }
 
 // Names the gateway emits itself, so users may not take them.
@@ -47,6 +37,12 @@ uint64_t Mix(uint64_t h, uint64_t v) {
 }
 
 }  // namespace
+
+std::string Quote(std::string_view s) {
+  std::string q(1, '"');
+  q.append(s).push_back('"');
+  return q;
+}
 
 SeriesLayout SeriesLayoutOf(const FamilySpec& spec) {
   uint8_t flags = 0;
@@ -235,11 +231,11 @@ RegistryLock::RegistryLock(const Region& region, int lock_fd, std::mutex& proces
     : local_(process_mutex), fd_(lock_fd) {
   const LockResult r = LockByteWithin(fd_, kRegistryLockByte, timeout);
   if (r != LockResult::kAcquired) {
-    throw RegistrationError("region \"" + region.name() + "\": registry lock " +
-                            (r == LockResult::kBusy
-                                 ? "held by another process for over " +
-                                       std::to_string(timeout.count()) + " ms (is it stopped?)"
-                                 : std::string("failed: ") + std::strerror(errno)));
+    throw RegionError("region \"" + region.name() + "\": registry lock " +
+                      (r == LockResult::kBusy
+                           ? "held by another process for over " + std::to_string(timeout.count()) +
+                                 " ms (is it stopped?)"
+                           : std::string("failed: ") + std::strerror(errno)));
   }
 }
 
@@ -338,7 +334,7 @@ FamilyResult RegistryWriter::FindOrAddFamily(const FamilySpec& spec) {
                               Quote(ArenaString(region_, f.help)) +
                               "): type, help, unit, labels, buckets and gauge mode must match");
     }
-    return {true, i, f.drop_cell, f.cells_per_series, SeriesLayoutOf(spec)};
+    return {FamilyStatus::kOk, i, f.drop_cell, f.cells_per_series, SeriesLayoutOf(spec)};
   }
 
   // Another family must not expose a name this one does (a gauge "x_total" beside a counter "x"
@@ -408,7 +404,7 @@ FamilyResult RegistryWriter::FindOrAddFamily(const FamilySpec& spec) {
   f.series_count.store(0, std::memory_order_relaxed);
   h.cells_used.store(drop_cell + kFamilyDropCells, std::memory_order_release);
   h.family_count.store(count + 1, std::memory_order_release);  // publish
-  return {true, count, drop_cell, cells, layout};
+  return {FamilyStatus::kOk, count, drop_cell, cells, layout};
 }
 
 std::optional<SeriesResult> RegistryWriter::FindSeries(uint32_t family,

@@ -1,5 +1,5 @@
-// Client API: registration errors, drops, threads, fork. Values are read back through the
-// gateway's RegionReader in the same process (its lock descriptor is separate from ours).
+// Client API: registration errors, drops, threads, fork. Values are read back through
+// cell_reader.h (shm/ only: these tests build without the gateway).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,7 +9,7 @@
 #include <random>
 #include <thread>
 
-#include "region_reader.h"
+#include "cell_reader.h"
 #include "shmetrics/shmetrics.h"
 #include "test_region.h"
 
@@ -19,30 +19,7 @@ namespace {
 using testing::ScopedRegionName;
 using testing::SmallOptions;
 
-struct Reader {
-  explicit Reader(const std::string& name) : reader(shm::Region::Open(name)) {}
-  // Value of the first cell of the series with these label values in family `family`.
-  double Cell(const std::string& family, std::vector<std::string> labels, uint32_t offset = 0) {
-    reader.Collect(snap);
-    for (const auto& f : reader.families()) {
-      if (f.view.name != family) continue;
-      for (uint32_t s : f.series) {
-        if (reader.series()[s].view.label_values == labels)
-          return snap.cells[reader.series()[s].view.cell_base + offset];
-      }
-    }
-    return -1;
-  }
-  double FamilyDrops(const std::string& family, uint32_t reason) {
-    reader.Collect(snap);
-    for (const auto& f : reader.families()) {
-      if (f.view.name == family) return snap.cells[f.view.drop_cell + reason];
-    }
-    return -1;
-  }
-  gateway::RegionReader reader;
-  gateway::Snapshot snap;
-};
+using Reader = testing::CellReader;
 
 std::string ErrorOf(const std::function<void()>& f) {
   try {
@@ -278,20 +255,18 @@ TEST(ClientTest, FullRegionNeverCrashesAndCountsDrops) {
   EXPECT_EQ(c.region().header().registration_errors.load(), 6u);
 }
 
-TEST(ClientTest, SlotsExhaustedDropsAreCountedAndRecover) {
-  ScopedRegionName name("slots");
-  shm::RegionOptions o = SmallOptions();
-  o.max_slots = 2;
-  Client& c = Client::Attach(name.name, o);
-  Counter& k = BuildCounter().Name("t_total").Help("T.").Register(c).Get();
-  k.Inc();                               // main thread: primary slot
-  std::thread([&] { k.Inc(); }).join();  // second slot, released at thread exit
-  std::thread([&] { k.Inc(); }).join();  // the released slot is not free until folded: no slot
-  EXPECT_EQ(c.region().header().dropped_no_slot.load(), 1u);
-  Reader r(name.name);  // the reader folds the released slot
-  EXPECT_EQ(r.Cell("t", {}), 2);
-  std::thread([&] { k.Inc(); }).join();  // a folded slot is free again
-  EXPECT_EQ(r.Cell("t", {}), 3);
+// The slot this process holds (state kActive, its pid), or -1 when it holds none or several.
+int OwnActiveSlot(const shm::Region& region) {
+  int found = -1;
+  for (uint32_t i = 0; i < region.layout().max_slots; ++i) {
+    const shm::SlotHeader* s = region.slot(i);
+    if (s->state.load() != static_cast<uint32_t>(shm::SlotState::kActive) ||
+        s->pid != static_cast<int32_t>(::getpid()))
+      continue;
+    if (found >= 0) return -1;
+    found = static_cast<int>(i);
+  }
+  return found;
 }
 
 TEST(ClientTest, ForkedChildWritesIntoItsOwnSlot) {
@@ -299,10 +274,13 @@ TEST(ClientTest, ForkedChildWritesIntoItsOwnSlot) {
   Client& c = Client::Attach(name.name, SmallOptions());
   Counter& k = BuildCounter().Name("f_total").Help("F.").Register(c).Get();
   k.Add(7);  // master, before fork
+  const int parent_slot = OwnActiveSlot(c.region());
+  ASSERT_GE(parent_slot, 0);
   const pid_t child = ::fork();
   if (child == 0) {
     k.Add(10);
-    _exit(c.region().slot(0)->state.load() == 1 ? 0 : 3);
+    const int mine = OwnActiveSlot(c.region());  // claimed by this update, under the child's pid
+    _exit(mine >= 0 && mine != parent_slot ? 0 : 3);
   }
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
@@ -310,9 +288,16 @@ TEST(ClientTest, ForkedChildWritesIntoItsOwnSlot) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
   k.Add(5);
   Reader r(name.name);
-  EXPECT_EQ(r.Cell("f", {}), 22);  // 7 + 5 from the live master, 10 folded from the dead child
-  EXPECT_EQ(r.snap.folded_workers, 1u);
-  EXPECT_EQ(r.snap.live_workers, 1u);
+  EXPECT_EQ(r.Cell("f", {}), 22);  // 7 + 5 from the master's slot, 10 from the dead child's
+  EXPECT_EQ(OwnActiveSlot(c.region()), parent_slot);
+}
+
+// A handle holds what its hot path reads per series; the rest is one pointer to its family.
+TEST(ClientTest, HandlesAreSmall) {
+  EXPECT_EQ(sizeof(Counter), 24u);    // family, region, cell base, drop cell, dropped
+  EXPECT_EQ(sizeof(Gauge), 24u);      // the same
+  EXPECT_EQ(sizeof(Histogram), 24u);  // the same, and the short-path flag
+  EXPECT_EQ(sizeof(Summary), 16u);    // no family constants
 }
 
 TEST(ClientTest, ResolveFindsExistingChildWithoutRegistering) {
@@ -327,8 +312,9 @@ TEST(ClientTest, ResolveFindsExistingChildWithoutRegistering) {
   EXPECT_EQ(c.region().header().series_count.load(), series);
   // Enough children to grow the lookup table several times.
   for (int i = 0; i < 300; ++i) fam.Add({"PUT", std::to_string(i)}).Inc();
-  for (int i = 0; i < 300; ++i)
-    EXPECT_EQ(&fam.Add({"PUT", std::to_string(i)}), &fam.Add({"PUT", std::to_string(i)}));
+  std::vector<Counter*> first;
+  for (int i = 0; i < 300; ++i) first.push_back(&fam.Add({"PUT", std::to_string(i)}));
+  for (int i = 0; i < 300; ++i) EXPECT_EQ(&fam.Add({"PUT", std::to_string(i)}), first[i]);
   EXPECT_EQ(&fam.Add({"GET", "200"}), &a);
 }
 

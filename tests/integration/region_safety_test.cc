@@ -14,6 +14,7 @@
 #include <random>
 #include <thread>
 
+#include "shmetrics/shm/region.h"
 #include "shmetrics/shmetrics.h"
 #include "test_support.h"
 

@@ -40,6 +40,7 @@
 #include <thread>
 #include <vector>
 
+#include "shmetrics/shm/region.h"
 #include "shmetrics/shmetrics.h"
 
 namespace {

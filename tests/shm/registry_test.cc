@@ -1,12 +1,13 @@
-#include "shmetrics/shm/registry.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <limits>
 #include <mutex>
 
+#include "shmetrics/shm/registry_reader.h"
+#include "shmetrics/shm/registry_writer.h"
 #include "test_region.h"
 
 namespace shmetrics::shm {
@@ -102,7 +103,7 @@ class RegistryTest : public ::testing::Test {
 TEST_F(RegistryTest, InternsSameFamilyAndSeriesOnce) {
   const FamilyResult a = AddFamily(Counter("requests_total", {"method"}));
   const FamilyResult b = AddFamily(Counter("requests", {"method"}));
-  ASSERT_TRUE(a.ok);
+  ASSERT_EQ(a.status, FamilyStatus::kOk);
   EXPECT_EQ(a.index, b.index);
   const SeriesResult s1 = AddSeries(a.index, {"GET"});
   const SeriesResult s2 = AddSeries(a.index, {"GET"});
@@ -115,7 +116,7 @@ TEST_F(RegistryTest, InternsSameFamilyAndSeriesOnce) {
 }
 
 TEST_F(RegistryTest, ConflictingDefinitionIsRejectedWithBothDescribed) {
-  ASSERT_TRUE(AddFamily(Counter("jobs", {"queue"})).ok);
+  ASSERT_EQ(AddFamily(Counter("jobs", {"queue"})).status, FamilyStatus::kOk);
   FamilySpec gauge = Counter("jobs", {"queue"});
   gauge.type = MetricType::kGauge;
   try {
@@ -133,7 +134,8 @@ TEST_F(RegistryTest, ConflictingDefinitionIsRejectedWithBothDescribed) {
 }
 
 TEST_F(RegistryTest, FamiliesThatWouldExposeTheSameNameClash) {
-  ASSERT_TRUE(AddFamily(Counter("jobs_total")).ok);  // exposes jobs_total, jobs_created
+  ASSERT_EQ(AddFamily(Counter("jobs_total")).status,
+            FamilyStatus::kOk);  // exposes jobs_total, jobs_created
   FamilySpec gauge = Counter("jobs_total");
   gauge.type = MetricType::kGauge;
   try {
@@ -146,20 +148,20 @@ TEST_F(RegistryTest, FamiliesThatWouldExposeTheSameNameClash) {
   }
   FamilySpec hist = Counter("latency");
   hist.type = MetricType::kHistogram;
-  ASSERT_TRUE(AddFamily(hist).ok);
+  ASSERT_EQ(AddFamily(hist).status, FamilyStatus::kOk);
   FamilySpec sum_gauge = Counter("latency_sum");
   sum_gauge.type = MetricType::kGauge;
   EXPECT_THROW(AddFamily(sum_gauge), RegistrationError);
   FamilySpec other = Counter("latency2");
   other.type = MetricType::kGauge;
-  EXPECT_TRUE(AddFamily(other).ok);
+  EXPECT_EQ(AddFamily(other).status, FamilyStatus::kOk);
 }
 
 TEST_F(RegistryTest, SeriesCellRangesNeverCrossAPage) {
   FamilySpec h = Counter("latency_seconds");
   h.type = MetricType::kHistogram;
   for (int i = 0; i < 100; ++i) h.bounds.push_back(i + 1);  // 102 cells per series
-  ASSERT_TRUE(AddFamily(h).ok);
+  ASSERT_EQ(AddFamily(h).status, FamilyStatus::kOk);
   FamilySpec labelled = h;
   labelled.name = "latency2_seconds";
   labelled.label_names = {"i"};
@@ -192,6 +194,23 @@ TEST_F(RegistryTest, FamilyCapAndRegionFullAreReportedNotThrown) {
   }
   EXPECT_EQ(last, SeriesStatus::kRegionFull);  // max_series is 1024 in SmallOptions
   EXPECT_GT(region_->header().registration_errors.load(), 0u);
+}
+
+// Another open file description holding the lock stands for another process: the wait is bounded
+// and its failure is an environment error (RegionError), not a bad definition.
+TEST_F(RegistryTest, LockHeldElsewhereTimesOutAsRegionError) {
+  RegistryLock held(*region_, fd_, mu_);
+  const int other_fd = region_->OpenLockDescriptor();
+  std::mutex other_mu;
+  try {
+    RegistryLock lock(*region_, other_fd, other_mu, std::chrono::milliseconds(50));
+    ADD_FAILURE() << "the lock was taken twice";
+  } catch (const RegionError& e) {
+    EXPECT_NE(std::string(e.what()).find("registry lock held by another process"),
+              std::string::npos)
+        << e.what();
+  }
+  ::close(other_fd);
 }
 
 TEST_F(RegistryTest, ReaderDecodesWhatWriterWrote) {

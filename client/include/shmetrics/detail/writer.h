@@ -7,6 +7,15 @@
 //     one atomic RMW (gauge: threads of one process share the process's gauge cells).
 //  2. Anything else (first touch of a page, claiming a slot after start or fork, running out of
 //     room) is in an out-of-line slow path that never throws, never blocks and counts every drop.
+//  3. Hint only branches that are definitely unusual (drops, invalid values, first touch).
+//
+// The TLS model is left to the compiler, on purpose. Linked into an executable (the static
+// library, or a shared library the program links against at start), `tls_pages[region]` is one
+// %fs-relative load. In a module loaded with dlopen() (a Python extension) it is a
+// __tls_get_addr call per update (a few ns; -mtls-dialect=gnu2 makes it a cheaper descriptor
+// call). Pinning initial-exec would make the dlopen case as cheap, but glibc serves initial-exec
+// TLS of a dlopen'ed module from a small static surplus (hundreds of bytes, shared by every such
+// module), which this library's 1.5 KiB could exhaust: dlopen() would then fail outright.
 #pragma once
 
 #include <atomic>
@@ -15,13 +24,26 @@
 #include <cstdint>
 #include <string_view>
 
+#include "shmetrics/shm/clock.h"
 #include "shmetrics/shm/layout.h"
 #include "shmetrics/shm/native_histogram.h"
 
+namespace shmetrics {
+
+// One label of an exemplar, e.g. {"trace_id", "4bf92f3577b34da6"}. Names and values together are
+// at most 128 bytes (OpenMetrics); a longer exemplar is dropped and counted.
+struct ExemplarLabel {
+  std::string_view name;
+  std::string_view value;
+};
+
+}  // namespace shmetrics
+
 namespace shmetrics::detail {
 
-inline constexpr int kMaxRegions =
-    64;  // regions one process may attach (512 bytes of TLS per thread)
+// Regions one process may attach. Each costs 24 bytes of TLS per thread: tls_pages here, and in
+// writer.cc the thread's slot and its next claim time (1.5 KiB per thread in all).
+inline constexpr int kMaxRegions = 64;
 
 // One entry of a process-local page table of one slot: table[i] is this process's address of
 // the page that holds cells [i * kCellsPerPage, (i + 1) * kCellsPerPage), or nullptr.
@@ -40,17 +62,21 @@ shm::Cell* ProcessCellsSlow(uint32_t region, uint32_t cell_base) noexcept;
 // An update that cannot be stored: counted in the family's drop cell (this thread's), or in the
 // region header when even that does not exist.
 void CountDrop(uint32_t region, uint32_t drop_cell) noexcept;
-uint64_t NowUnixNs() noexcept;  // clock_gettime(CLOCK_REALTIME) through the vDSO: no syscall
+using shm::NowUnixNs;
 
 // Hot path: noexcept, no allocation, no lock, no syscall.
 inline shm::Cell* ThreadCells(uint32_t region, uint32_t cell_base) noexcept {
   if (PageEntry* pages = tls_pages[region]; __builtin_expect(pages != nullptr, 1)) {
-    shm::Cell* page = pages[cell_base / shm::kCellsPerPage].load(std::memory_order_acquire);
+    // Relaxed: the entry holds an address inside the mapping, nothing else is published through
+    // it. This thread filled it, or (the primary slot's table) a gauge write of another thread did.
+    shm::Cell* page = pages[cell_base / shm::kCellsPerPage].load(std::memory_order_relaxed);
     if (__builtin_expect(page != nullptr, 1)) return page + cell_base % shm::kCellsPerPage;
   }
   return ThreadCellsSlow(region, cell_base);
 }
 
+// Acquire: the table and its entries are published by whichever thread of the process claimed the
+// primary slot or mapped the page.
 inline shm::Cell* ProcessCells(uint32_t region, uint32_t cell_base) noexcept {
   if (PageEntry* pages = process_pages[region].load(std::memory_order_acquire);
       __builtin_expect(pages != nullptr, 1)) {
@@ -68,11 +94,7 @@ struct NativeParams {
   double zero_threshold = 0;
 };
 
-// Layout-compatible with shmetrics::ExemplarLabel.
-struct ExemplarLabelView {
-  std::string_view name;
-  std::string_view value;
-};
+using ExemplarLabelView = ExemplarLabel;
 
 // Writes an exemplar block under its seqlock; `block` nullptr (family without exemplars) or
 // labels over 128 bytes count a dropped exemplar instead.
