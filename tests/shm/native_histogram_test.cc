@@ -89,7 +89,7 @@ TEST(NativeHistogramTest, DecodeRejectsCorruptSchema) {
   EXPECT_FALSE(Decode(block.data(), 4, 3, out));
 }
 
-// Issue 8: values so far apart that even kMinSchema cannot fit them in the window. Encode once
+// Values so far apart that even kMinSchema cannot fit them in the window. Encode once
 // wrote such spans before its block (it checked only one side of the window index). Every count
 // must stay inside the block, and none may be lost.
 TEST(NativeHistogramTest, EncodeKeepsEveryCountInsideItsBlockForAnySpan) {

@@ -204,7 +204,7 @@ TEST(OfdLockTest, ReleasedWhenHolderIsKilled) {
   ::close(fd);
 }
 
-// --- Attach refuses what it cannot trust (issue 8) ----------------------------------------------
+// --- Attach refuses what it cannot trust -------------------------------------------------------
 
 constexpr uid_t kNobody = 65534;
 constexpr gid_t kNogroup = 65534;  // Debian's "nogroup"

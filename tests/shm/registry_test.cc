@@ -294,7 +294,7 @@ TEST_F(RegistryTest, HashIsStableAndSeparatesFamilies) {
   EXPECT_NE(HashSeries(1, Values{"ab", "c"}), HashSeries(1, Values{"a", "bc"}));
 }
 
-// Issue 8 (found by region_reader_fuzz_test): only well-formed UTF-8 passes, as Go and Python
+// Found by region_reader_fuzz_test: only well-formed UTF-8 passes, as Go and Python
 // decide it. Overlong forms, surrogates and code points above U+10FFFF were accepted before and
 // reached the bodies, where Prometheus refuses them.
 TEST(Utf8ProblemTest, AcceptsOnlyWellFormedUtf8) {
