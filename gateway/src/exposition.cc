@@ -18,17 +18,13 @@ std::unique_ptr<Renderer> MakeRenderer(Format format, std::string& out) {
   return MakeTextRenderer(out);
 }
 
-const std::string& LabelTextCache::Get(const FamilyInfo& family, const SeriesInfo& series,
+std::string_view LabelTextCache::Build(const FamilyInfo& family, const SeriesInfo& series,
                                        uint32_t index) {
-  if (index >= text_.size()) {
-    text_.resize(index + 1);
-    built_.resize(index + 1);
-  }
-  if (!built_[index]) {
-    AppendEscapedLabels(text_[index], family.view.label_names, series.view.label_values);
-    built_[index] = true;
-  }
-  return text_[index];
+  if (index >= spans_.size()) spans_.resize(index + 1);
+  const size_t begin = text_.size();
+  AppendEscapedLabels(text_, family.view.label_names, series.view.label_values);
+  spans_[index] = {static_cast<uint32_t>(begin), static_cast<uint32_t>(text_.size() - begin)};
+  return std::string_view(text_).substr(begin);
 }
 
 void RenderRegion(const RegistryView& registry, const Snapshot& snap, LabelTextCache& labels,

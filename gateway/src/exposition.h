@@ -88,19 +88,32 @@ std::unique_ptr<Renderer> MakeProtobufRenderer(std::string& out);     // protobu
 
 // Escaped label text per series index, built on first use. Series indices only grow while one
 // region is attached, so entries stay valid; a newly attached region starts its indices anew:
-// Reset() then.
+// Reset() then. The texts sit one after another in one buffer, in the order they were first
+// rendered (family order, so a scrape reads the buffer front to back), not in a string each.
 class LabelTextCache {
  public:
   // `index` is the series' index in RegistryView::series; `family` is the family it belongs to.
-  const std::string& Get(const FamilyInfo& family, const SeriesInfo& series, uint32_t index);
+  // Valid until the next Get or Reset.
+  std::string_view Get(const FamilyInfo& family, const SeriesInfo& series, uint32_t index) {
+    if (index < spans_.size() && spans_[index].begin != kNotBuilt) {
+      return std::string_view(text_).substr(spans_[index].begin, spans_[index].size);
+    }
+    return Build(family, series, index);
+  }
   void Reset() {
     text_.clear();
-    built_.clear();
+    spans_.clear();
   }
 
  private:
-  std::vector<std::string> text_;
-  std::vector<bool> built_;
+  static constexpr uint32_t kNotBuilt = ~0u;
+  struct Span {
+    uint32_t begin = kNotBuilt;
+    uint32_t size = 0;
+  };
+  std::string_view Build(const FamilyInfo& family, const SeriesInfo& series, uint32_t index);
+  std::string text_;
+  std::vector<Span> spans_;  // by series index
 };
 
 // The region's families, in family_order (families without series are left out).

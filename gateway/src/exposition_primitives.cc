@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 namespace shmetrics::gateway {
 
@@ -63,23 +64,64 @@ void AppendSeriesName(std::string& out, std::string_view name, std::string_view 
   out += '}';
 }
 
-void AppendShortestDouble(std::string& out, double v) {
+void AppendSampleLine(std::string& out, std::string_view name, std::string_view suffix,
+                      std::string_view labels, std::string_view extra_name,
+                      std::string_view extra_value, std::string_view value) {
+  const bool braces = !labels.empty() || !extra_name.empty();
+  size_t size = name.size() + suffix.size() + 1 + value.size() + 1;
+  if (braces) size += 2 + labels.size();
+  if (!extra_name.empty()) {
+    size += (labels.empty() ? 0 : 1) + extra_name.size() + 3 + extra_value.size();
+  }
+  const size_t at = out.size();
+  out.resize(at + size);
+  char* p = out.data() + at;
+  const auto put = [&p](std::string_view s) {
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  };
+  put(name);
+  put(suffix);
+  if (braces) {
+    *p++ = '{';
+    put(labels);
+    if (!extra_name.empty()) {
+      if (!labels.empty()) *p++ = ',';
+      put(extra_name);
+      put("=\"");
+      put(extra_value);
+      *p++ = '"';
+    }
+    *p++ = '}';
+  }
+  *p++ = ' ';
+  put(value);
+  *p = '\n';
+}
+
+size_t FormatShortestDouble(char (&buf)[32], double v) {
+  std::string_view fixed;
   if (std::isnan(v)) {
-    out += "NaN";
+    fixed = "NaN";
   } else if (std::isinf(v)) {
-    out += v > 0 ? "+Inf" : "-Inf";
+    fixed = v > 0 ? "+Inf" : "-Inf";
   } else if (v >= 0 && v < 1e15 && v == static_cast<double>(static_cast<uint64_t>(v)) &&
              !std::signbit(v)) {
     // Integral values (every count) as integers: a few divisions instead of the shortest
     // round-trip search, which was 30% of a scrape. Parses back to the same double.
-    char buf[24];
-    auto r = std::to_chars(buf, buf + sizeof buf, static_cast<uint64_t>(v));
-    out.append(buf, r.ptr);
+    return static_cast<size_t>(std::to_chars(buf, buf + sizeof buf, static_cast<uint64_t>(v)).ptr -
+                               buf);
   } else {
-    char buf[32];
-    auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest round-trip representation
-    out.append(buf, r.ptr);
+    // The shortest round-trip representation.
+    return static_cast<size_t>(std::to_chars(buf, buf + sizeof buf, v).ptr - buf);
   }
+  std::memcpy(buf, fixed.data(), fixed.size());
+  return fixed.size();
+}
+
+void AppendShortestDouble(std::string& out, double v) {
+  char buf[32];
+  out.append(buf, FormatShortestDouble(buf, v));
 }
 
 void AppendGoFloat(std::string& out, double v) {
@@ -99,7 +141,7 @@ void AppendGoFloat(std::string& out, double v) {
       return;
     }
     auto r = std::to_chars(buf, buf + sizeof buf, static_cast<int64_t>(v));
-    out.append(buf, r.ptr);
+    out.append(buf, static_cast<size_t>(r.ptr - buf));
     return;
   }
   // Shortest round-trip digits in scientific form tell the decimal exponent; Go's %g with the
@@ -110,11 +152,13 @@ void AppendGoFloat(std::string& out, double v) {
   int exponent = 0;
   std::from_chars(digits, r.ptr, exponent);
   if (exponent < -4 || exponent >= 6) {
-    out.append(buf, r.ptr);  // "1.5e+06": the same spelling as Go (sign, at least two digits)
+    out.append(buf,
+               static_cast<size_t>(
+                   r.ptr - buf));  // "1.5e+06": the same spelling as Go (sign, at least two digits)
     return;
   }
   r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);  // shortest, fixed
-  out.append(buf, r.ptr);
+  out.append(buf, static_cast<size_t>(r.ptr - buf));
 }
 
 void AppendOpenMetricsNumber(std::string& out, double v) {

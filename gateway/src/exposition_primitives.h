@@ -28,8 +28,17 @@ void AppendSeriesName(std::string& out, std::string_view name, std::string_view 
                       std::string_view labels, const char* extra_name,
                       std::string_view extra_value);
 
+// A whole sample line, `name suffix{labels[,extra_name="extra_value"]} value` and a newline, in one
+// append (labels, extra_value and value already spelled; extra_name empty for none). A scrape
+// writes one per series: one size check and a few copies instead of a dozen appends.
+void AppendSampleLine(std::string& out, std::string_view name, std::string_view suffix,
+                      std::string_view labels, std::string_view extra_name,
+                      std::string_view extra_value, std::string_view value);
+
 // Shortest decimal that parses back to the same double; NaN, +Inf, -Inf as Go's ParseFloat reads.
 void AppendShortestDouble(std::string& out, double v);
+// The same into `buf`; returns its length.
+size_t FormatShortestDouble(char (&buf)[32], double v);
 // Go's strconv.FormatFloat(v, 'g', -1, 64): shortest digits that round-trip, exponent form when
 // the decimal exponent is < -4 or >= 6 ("100000", "1e+06", "0.0001", "1e-05"); "+Inf", "-Inf",
 // "NaN".

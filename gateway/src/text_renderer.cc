@@ -30,12 +30,12 @@ class TextRenderer final : public Renderer {
   }
 
   void Counter(const SeriesDesc& s, double value, const ExemplarValue*) override {
-    Sample("", s.escaped_labels, nullptr, {}, value);
+    Sample("", s.escaped_labels, {}, {}, value);
   }
 
   void Gauge(const SeriesDesc& s, const std::string* pid, double value) override {
     if (pid == nullptr) {
-      Sample("", s.escaped_labels, nullptr, {}, value);
+      Sample("", s.escaped_labels, {}, {}, value);
       return;
     }
     scratch_.clear();
@@ -52,8 +52,8 @@ class TextRenderer final : public Renderer {
           scratch_, b < h.bounds.size() ? h.bounds[b] : std::numeric_limits<double>::infinity());
       Sample("_bucket", s.escaped_labels, "le", scratch_, cumulative);
     }
-    Sample("_sum", s.escaped_labels, nullptr, {}, h.sum);
-    Sample("_count", s.escaped_labels, nullptr, {}, cumulative);
+    Sample("_sum", s.escaped_labels, {}, {}, h.sum);
+    Sample("_count", s.escaped_labels, {}, {}, cumulative);
   }
 
   void Summary(const SeriesDesc& s, const SummaryDesc& q) override {
@@ -62,20 +62,19 @@ class TextRenderer final : public Renderer {
       AppendCanonicalBound(scratch_, quantile);
       Sample("", s.escaped_labels, "quantile", scratch_, value);
     }
-    Sample("_sum", s.escaped_labels, nullptr, {}, q.sum);
-    Sample("_count", s.escaped_labels, nullptr, {}, q.count);
+    Sample("_sum", s.escaped_labels, {}, {}, q.sum);
+    Sample("_count", s.escaped_labels, {}, {}, q.count);
   }
 
   void EndFamily() override {}
   void Finish() override {}
 
  private:
-  void Sample(const char* suffix, std::string_view labels, const char* extra_name,
+  void Sample(std::string_view suffix, std::string_view labels, std::string_view extra_name,
               std::string_view extra_value, double value) {
-    AppendSeriesName(out_, name_, suffix, labels, extra_name, extra_value);
-    out_ += ' ';
-    AppendShortestDouble(out_, value);
-    out_ += '\n';
+    char number[32];
+    const size_t n = FormatShortestDouble(number, value);
+    AppendSampleLine(out_, name_, suffix, labels, extra_name, extra_value, {number, n});
   }
 
   std::string& out_;
