@@ -108,12 +108,16 @@ class Counter {
   // With an exemplar (families built with .Exemplars()): the value, then the exemplar under its
   // seqlock, so the gateway never serves a torn one. Costs a clock read and a small copy.
   void Add(double v, std::initializer_list<ExemplarLabel> exemplar) noexcept {
+    Add(v, std::span<const ExemplarLabel>(exemplar.begin(), exemplar.size()));
+  }
+  // The same with labels known only at run time (the C ABI's parallel arrays).
+  void Add(double v, std::span<const ExemplarLabel> exemplar) noexcept {
     Add(v);
     if (__builtin_expect(dropped_ || !(v >= 0.0), 0)) return;
     const uint32_t offset = family_->exemplar_offset;
     detail::WriteExemplar(region_,
                           offset ? detail::ThreadCells(region_, cell_base_) + offset : nullptr, v,
-                          exemplar.begin(), exemplar.size());
+                          exemplar.data(), exemplar.size());
   }
 
   Counter(const Counter&) = delete;
@@ -195,12 +199,16 @@ class Histogram {
   }
   // With an exemplar for the bucket `v` falls in (families built with .Exemplars()).
   void Observe(double v, std::initializer_list<ExemplarLabel> exemplar) noexcept {
+    Observe(v, std::span<const ExemplarLabel>(exemplar.begin(), exemplar.size()));
+  }
+  // The same with labels known only at run time (the C ABI's parallel arrays).
+  void Observe(double v, std::span<const ExemplarLabel> exemplar) noexcept {
     if (__builtin_expect(dropped_, 0)) return detail::CountDrop(region_, drop_cell_);
     const uint32_t b = BucketIndex(v);
     shm::Cell* c = ObserveInto(v, b);
     const uint32_t offset = family_->exemplar_offset;
     detail::WriteExemplar(region_, offset ? c + offset + b * shm::kExemplarCells : nullptr, v,
-                          exemplar.begin(), exemplar.size());
+                          exemplar.data(), exemplar.size());
   }
 
   Histogram(const Histogram&) = delete;
