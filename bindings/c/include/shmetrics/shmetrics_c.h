@@ -5,14 +5,14 @@
  *   shmetrics_counter *ok;
  *   const char *labels[] = {"method", "code"};
  *   const char *values[] = {"GET", "200"};
- *   struct shmetrics_family_opts o = {sizeof o};
- *   o.help = "Requests served.";
- *   o.label_count = 2;
- *   o.label_names = labels;
+ *   struct shmetrics_family_opts o = {
+ *       .sz = sizeof o, .help = "Requests served.", .label_count = 2, .label_names = labels};
  *   if (shmetrics_attach("myapp", NULL, &c) < 0 ||
  *       shmetrics_register(c, SHMETRICS_COUNTER, "http_requests_total", &o, &requests) < 0 ||
- *       shmetrics_counter_labels(requests, 2, values, NULL, &ok) < 0)
+ *       shmetrics_counter_labels(requests, 2, values, NULL, &ok) < 0) {
  *     fprintf(stderr, "metrics: %s\n", shmetrics_last_error());
+ *     return 1;
+ *   }
  *   shmetrics_counter_inc(ok);   (a few ns, no lock, no syscall)
  *
  * The rules:
@@ -24,7 +24,8 @@
  *  - Data plane (*_inc, *_add, *_set, *_observe, with or without an exemplar): returns nothing and
  *    never blocks, allocates or makes a syscall. An update that cannot be stored (a series over
  *    its family's cap, a full region, a negative counter increment) is dropped and counted, and
- *    the drop shows in the gateway's /metrics.
+ *    the drop shows in the gateway's /metrics. They take only handles the control plane
+ *    returned (never NULL: there is no check on this path).
  *  - After fork() the child writes only its own slot; no call is needed, and every handle the
  *    parent resolved stays valid in the child.
  *  - Handles live as long as the process: there is nothing to free and no close.
@@ -39,6 +40,7 @@
  *   -EEXIST   something that is not a region (a directory, a FIFO, a link) holds its name
  *   -EAGAIN   the region is not initialised yet (its creator is busy, or died doing it)
  *   -EPROTO   the region is not one this library can read (another layout version, corrupt)
+ *   -ENOSPC   shmetrics_claim_slot: the region has no free writer slot
  *   -ENOMEM   out of memory
  *   -EIO      anything else (the message says what)
  *
