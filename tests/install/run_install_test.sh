@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # usage: run_install_test.sh BUILD_DIR SOURCE_DIR
 # Installs BUILD_DIR into a temporary prefix, builds tests/install/consumer against that prefix only,
-# runs it on a fresh region, then starts the installed gateway on that region and checks that
-# /metrics shows what the consumer counted. Cleans up the region, the gateway and the prefix.
+# runs it on a fresh region; builds tests/install/c_consumer (C99, -Werror) twice, with pkg-config
+# and with CMake's shmetrics::c, and runs both on the same region; then starts the installed
+# gateway on that region and checks that /metrics shows what the consumers counted. Cleans up the region, the gateway and the prefix.
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -61,7 +62,39 @@ out="$("$tmp/consumer-build/app" "$region" 2>&1)" || { echo "$out" >&2; fail "co
 [[ "$out" == "OK" ]] || { echo "$out" >&2; fail "consumer printed something other than OK"; }
 [[ -e "/dev/shm/${region}" ]] || fail "consumer did not create /dev/shm/${region}"
 
-# The installed gateway serves what the (now exited) consumer counted.
+# The C ABI: the header and libshmetrics.so.1 beside the static libraries, found by pkg-config
+# (through PKG_CONFIG_PATH at the prefix only) and by the package config.
+c_consumer_src="${source_dir}/tests/install/c_consumer"
+libdir="$(dirname "$(find "$prefix" -name libshmetrics.so.1 -print -quit)")"
+[[ -e "$libdir/libshmetrics.so.1" ]] || fail "libshmetrics.so.1 not installed"
+[[ -e "$prefix/include/shmetrics/shmetrics_c.h" ]] || fail "shmetrics/shmetrics_c.h not installed"
+pc_dir="$(dirname "$(find "$prefix" -name shmetrics.pc -print -quit)")"
+[[ -e "$pc_dir/shmetrics.pc" ]] || fail "shmetrics.pc not installed"
+step "building the C consumer with pkg-config (${pc_dir#"$prefix"/})"
+pc_flags="$(PKG_CONFIG_PATH="$pc_dir" PKG_CONFIG_LIBDIR="$pc_dir" pkg-config --cflags --libs shmetrics)" ||
+  fail "pkg-config --cflags --libs shmetrics failed"
+# shellcheck disable=SC2086  # pkg-config's output is a list of flags
+gcc -std=c99 -Wall -Wextra -Werror -pedantic -o "$tmp/c_app_pkgconfig" "$c_consumer_src/main.c" \
+    $pc_flags >"$tmp/c-pkgconfig-build.log" 2>&1 ||
+  { cat "$tmp/c-pkgconfig-build.log" >&2; fail "C consumer build with pkg-config failed (${pc_flags})"; }
+step "building the C consumer with find_package(shmetrics) and shmetrics::c"
+cmake -S "$c_consumer_src" -B "$tmp/c-consumer-build" -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF \
+      >"$tmp/c-consumer-configure.log" 2>&1 ||
+  { cat "$tmp/c-consumer-configure.log" >&2; fail "C consumer configure failed"; }
+cmake --build "$tmp/c-consumer-build" -j2 >"$tmp/c-consumer-build.log" 2>&1 ||
+  { cat "$tmp/c-consumer-build.log" >&2; fail "C consumer build with CMake failed"; }
+for app in "$tmp/c_app_pkgconfig" "$tmp/c-consumer-build/c_app"; do
+  step "running ${app#"$tmp"/} on region ${region}"
+  out="$(LD_LIBRARY_PATH="$libdir" "$app" "$region" 2>&1)" ||
+    { echo "$out" >&2; fail "${app#"$tmp"/} exited non-zero"; }
+  [[ "$out" == "OK" ]] || { echo "$out" >&2; fail "${app#"$tmp"/} printed something other than OK"; }
+done
+# The pkg-config build resolves the installed library, not one from the build tree.
+LD_LIBRARY_PATH="$libdir" ldd "$tmp/c_app_pkgconfig" | grep -q "=> ${libdir}/libshmetrics.so.1" ||
+  fail "the pkg-config consumer does not load ${libdir}/libshmetrics.so.1"
+
+# The installed gateway serves what the (now exited) consumers counted.
 step "scraping the installed gateway"
 count_line() {  # the consumer's series in a scrape, or nothing
   grep -E '^http_requests_total\{' <<<"$1" | grep 'method="GET"' | grep 'code="200"' || true
@@ -98,6 +131,10 @@ line="$(count_line "$scraped")"
 [[ -n "$line" ]] ||
   { echo "$scraped" >&2; fail "no http_requests_total{method=\"GET\",code=\"200\"} in /metrics"; }
 awk '{ exit !($NF == 3) }' <<<"$line" || fail "expected the consumer's count of 3, got: $line"
+# Each C consumer counted 3 (inc, add 1, add 1 with an exemplar).
+c_line="$(grep -E '^c_requests_total\{' <<<"$scraped" | grep 'method="GET"' | grep 'code="200"' || true)"
+awk '{ exit !($NF == 6) }' <<<"$c_line" ||
+  { echo "$scraped" >&2; fail "expected the C consumers' count of 6, got: ${c_line}"; }
 kill -TERM "$gateway_pid"
 gateway_status=0
 wait "$gateway_pid" || gateway_status=$?
