@@ -20,6 +20,22 @@
 namespace shmetrics::c_api {
 namespace {
 
+// The C enums are the C++ ones by value: a type or mode passes through as a cast.
+static_assert(SHMETRICS_COUNTER == static_cast<int>(shm::MetricType::kCounter));
+static_assert(SHMETRICS_GAUGE == static_cast<int>(shm::MetricType::kGauge));
+static_assert(SHMETRICS_HISTOGRAM == static_cast<int>(shm::MetricType::kHistogram));
+static_assert(SHMETRICS_SUMMARY == static_cast<int>(shm::MetricType::kSummary));
+static_assert(SHMETRICS_GAUGE_ALL == static_cast<int>(GaugeMode::kAll));
+static_assert(SHMETRICS_GAUGE_LIVEALL == static_cast<int>(GaugeMode::kLiveAll));
+static_assert(SHMETRICS_GAUGE_SUM == static_cast<int>(GaugeMode::kSum));
+static_assert(SHMETRICS_GAUGE_LIVESUM == static_cast<int>(GaugeMode::kLiveSum));
+static_assert(SHMETRICS_GAUGE_MAX == static_cast<int>(GaugeMode::kMax));
+static_assert(SHMETRICS_GAUGE_LIVEMAX == static_cast<int>(GaugeMode::kLiveMax));
+static_assert(SHMETRICS_GAUGE_MIN == static_cast<int>(GaugeMode::kMin));
+static_assert(SHMETRICS_GAUGE_LIVEMIN == static_cast<int>(GaugeMode::kLiveMin));
+static_assert(SHMETRICS_GAUGE_MOSTRECENT == static_cast<int>(GaugeMode::kMostRecent));
+static_assert(SHMETRICS_GAUGE_LIVEMOSTRECENT == static_cast<int>(GaugeMode::kLiveMostRecent));
+
 thread_local std::string last_error;
 
 int Fail(int err, std::string message) {
