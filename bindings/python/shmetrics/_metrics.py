@@ -1,0 +1,277 @@
+"""Counter, Gauge, Histogram and Summary with prometheus_client's constructors, writing into the
+shared-memory region through shmetrics._native.
+
+Each class is a Python subclass of its native handle type: the object Counter(...) returns (an
+unlabelled metric) or .labels(...) returns (a child) *is* the series handle, so child.inc() is
+one METH_FASTCALL call with no Python frame in between. Checks and error texts follow
+prometheus_client 0.16 (metrics.py), because code and libraries match on them.
+"""
+
+import os
+import re
+import threading
+
+from . import _context, _native
+
+METRIC_NAME_RE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*$')
+METRIC_LABEL_NAME_RE = re.compile(r'^[a-zA-Z_][a-zA-Z0-9_]*$')
+RESERVED_METRIC_LABEL_NAME_RE = re.compile(r'^__.*$')
+INF = float('inf')
+
+
+class RegionError(OSError):
+    """No region is configured, or the region cannot be attached (errno and message say why)."""
+
+
+_native._set_region_error(RegionError)
+
+_region = None
+_region_lock = threading.Lock()
+
+
+def attach(region):
+    """Attaches this process to `region` (created if no gateway created it yet). Call it before
+    the first metric, or set SHMETRICS_REGION instead; a second call must name the same region."""
+    global _region
+    with _region_lock:
+        if _region is not None:
+            if region != _region:
+                raise RegionError(f"already attached to region '{_region}', cannot attach '{region}'")
+            return
+        _native.attach(region)
+        _region = region
+
+
+def _ensure_attached():
+    if _region is None:
+        region = os.environ.get('SHMETRICS_REGION')
+        if not region:
+            raise RegionError('no shmetrics region: set SHMETRICS_REGION or call '
+                              'shmetrics.attach(name) before creating the first metric')
+        attach(region)
+
+
+def _build_full_name(metric_type, name, namespace, subsystem, unit):
+    full_name = ''
+    if namespace:
+        full_name += namespace + '_'
+    if subsystem:
+        full_name += subsystem + '_'
+    full_name += name
+    if metric_type == 'counter' and full_name.endswith('_total'):
+        full_name = full_name[:-6]  # the _total suffix is added back on exposition
+    if unit and not full_name.endswith('_' + unit):
+        full_name += '_' + unit
+    return full_name
+
+
+def _validate_labelnames(cls, labelnames):
+    labelnames = tuple(labelnames)
+    for label in labelnames:
+        if not METRIC_LABEL_NAME_RE.match(label):
+            raise ValueError('Invalid label metric name: ' + label)
+        if RESERVED_METRIC_LABEL_NAME_RE.match(label) or label in cls._reserved_labelnames:
+            raise ValueError('Reserved label metric name: ' + label)
+    return labelnames
+
+
+_NO_CHILDREN = {}  # the (never written) child cache of unlabelled metrics and of children
+
+
+class _Metric:
+    """What the four types share: naming, registration and the .labels() cache."""
+
+    __slots__ = ()  # the attributes live in the native handle's __dict__
+
+    _type = None
+    _native_type = None
+    _reserved_labelnames = ()
+
+    def __init__(self, name, documentation, labelnames=(), namespace='', subsystem='', unit='',
+                 registry=None, _labelvalues=None):
+        # registry: accepted for prometheus_client's signature; the gateway serves every family.
+        self._name = _build_full_name(self._type, name, namespace, subsystem, unit)
+        self._labelnames = _validate_labelnames(self, labelnames)
+        self._labelvalues = ()
+        self._documentation = documentation
+        self._unit = unit
+        if not METRIC_NAME_RE.match(self._name):
+            raise ValueError('Invalid metric name: ' + self._name)
+        _ensure_attached()
+        self._family = _native.register(
+            self._native_type, self._registered_name(), documentation, unit, self._labelnames,
+            self._gauge_mode(), self._native_buckets(), self._type in ('counter', 'histogram'))
+        self._lock = threading.Lock()
+        if self._labelnames:
+            self._children = {}
+        else:
+            self._children = _NO_CHILDREN
+            self._bind(self._family, ())
+
+    def _registered_name(self):
+        return self._name
+
+    def _gauge_mode(self):
+        return 0
+
+    def _native_buckets(self):
+        return None
+
+    def labels(self, *labelvalues, **labelkwargs):
+        """The child of these label values, by position or by name (not both). Values are turned
+        into str; each distinct tuple is resolved in the region once and then served from a dict."""
+        if labelvalues:
+            if not labelkwargs:
+                child = self._children.get(labelvalues)
+                if child is not None:
+                    return child
+        elif len(labelkwargs) == len(self._labelnames):
+            try:
+                child = self._children.get(tuple([labelkwargs[n] for n in self._labelnames]))
+            except KeyError:
+                child = None
+            if child is not None:
+                return child
+        return self._resolve_labels(labelvalues, labelkwargs)
+
+    def _resolve_labels(self, labelvalues, labelkwargs):
+        if not self._labelnames:
+            raise ValueError('No label names were set when constructing %s' % self)
+        if self._labelvalues:
+            raise ValueError('{} already has labels set ({}); can not chain calls to .labels()'.format(
+                self, dict(zip(self._labelnames, self._labelvalues))))
+        if labelvalues and labelkwargs:
+            raise ValueError("Can't pass both *args and **kwargs")
+        if labelkwargs:
+            if sorted(labelkwargs) != sorted(self._labelnames):
+                raise ValueError('Incorrect label names')
+            key = tuple(str(labelkwargs[n]) for n in self._labelnames)
+        else:
+            if len(labelvalues) != len(self._labelnames):
+                raise ValueError('Incorrect label count')
+            key = tuple(str(v) for v in labelvalues)
+        # Only a tuple of str is a cache key: values that compare equal but print differently
+        # (1, 1.0, True) must not share a child.
+        with self._lock:
+            child = self._children.get(key)
+            if child is None:
+                child = self.__class__.__new__(self.__class__)
+                child.__dict__.update(self.__dict__)
+                child._labelvalues = key
+                child._children = _NO_CHILDREN
+                child._bind(self._family, key)
+                self._child_created(child)
+                self._children[key] = child
+            return child
+
+    def _child_created(self, child):
+        pass
+
+    def _raise_if_not_observable(self):
+        if self._labelnames and not self._labelvalues:
+            raise ValueError('%s metric is missing label values' % str(self._type))
+
+    def __str__(self):
+        return f'{self._type}:{self._name}'
+
+    def __repr__(self):
+        cls = type(self)
+        return f'{cls.__module__}.{cls.__name__}({self._name})'
+
+
+class Counter(_Metric, _native.Counter):
+    """inc(amount=1, exemplar=None) only goes up; count_exceptions() counts what escapes a block."""
+
+    _type = 'counter'
+    _native_type = _native.COUNTER
+
+    def _registered_name(self):
+        return self._name + '_total'
+
+    def count_exceptions(self, exception=Exception):
+        self._raise_if_not_observable()
+        return _context.ExceptionCounter(self, exception)
+
+
+_GAUGE_MODES = {
+    'all': _native.GAUGE_ALL,
+    'liveall': _native.GAUGE_LIVEALL,
+    'sum': _native.GAUGE_SUM,
+    'livesum': _native.GAUGE_LIVESUM,
+    'max': _native.GAUGE_MAX,
+    'livemax': _native.GAUGE_LIVEMAX,
+    'min': _native.GAUGE_MIN,
+    'livemin': _native.GAUGE_LIVEMIN,
+    'mostrecent': _native.GAUGE_MOSTRECENT,
+    'livemostrecent': _native.GAUGE_LIVEMOSTRECENT,
+}
+
+
+class Gauge(_Metric, _native.Gauge):
+    """multiprocess_mode picks how the gateway merges the workers' values ('all': one series per
+    worker, with a pid label; 'live*': a dead worker's value is dropped)."""
+
+    _type = 'gauge'
+    _native_type = _native.GAUGE
+    _MULTIPROC_MODES = frozenset(_GAUGE_MODES)
+
+    def __init__(self, name, documentation, labelnames=(), namespace='', subsystem='', unit='',
+                 registry=None, _labelvalues=None, multiprocess_mode='all'):
+        if multiprocess_mode not in self._MULTIPROC_MODES:
+            raise ValueError('Invalid multiprocess mode: ' + multiprocess_mode)
+        self._multiprocess_mode = multiprocess_mode
+        super().__init__(name, documentation, labelnames, namespace, subsystem, unit, registry)
+        self._child_created(self)
+
+    def _gauge_mode(self):
+        return _GAUGE_MODES[self._multiprocess_mode]
+
+    def _child_created(self, child):
+        # The last value set wins across workers; an increment has nothing to add to.
+        if self._multiprocess_mode.endswith('mostrecent'):
+            child._set_no_add(True)
+
+    def track_inprogress(self):
+        self._raise_if_not_observable()
+        return _context.InprogressTracker(self)
+
+    def time(self):
+        return _context.Timer(self, 'set')
+
+
+class Histogram(_Metric, _native.Histogram):
+    """Classic buckets (prometheus_client's defaults unless given); observe(amount, exemplar=None)."""
+
+    _type = 'histogram'
+    _native_type = _native.HISTOGRAM
+    _reserved_labelnames = ('le',)
+    DEFAULT_BUCKETS = (.005, .01, .025, .05, .075, .1, .25, .5, .75, 1.0, 2.5, 5.0, 7.5, 10.0, INF)
+
+    def __init__(self, name, documentation, labelnames=(), namespace='', subsystem='', unit='',
+                 registry=None, _labelvalues=None, buckets=DEFAULT_BUCKETS):
+        bounds = [float(b) for b in buckets]
+        if bounds != sorted(bounds):
+            raise ValueError('Buckets not in sorted order')
+        if bounds and bounds[-1] != INF:
+            bounds.append(INF)
+        if len(bounds) < 2:
+            raise ValueError('Must have at least two buckets')
+        self._upper_bounds = bounds
+        super().__init__(name, documentation, labelnames, namespace, subsystem, unit, registry)
+
+    def _native_buckets(self):
+        return tuple(self._upper_bounds[:-1])  # +Inf is implicit in the region
+
+    def time(self):
+        return _context.Timer(self, 'observe')
+
+
+class Summary(_Metric, _native.Summary):
+    """Count and sum of observations (no quantiles, as prometheus_client)."""
+
+    _type = 'summary'
+    _native_type = _native.SUMMARY
+    _reserved_labelnames = ('quantile',)
+
+    def time(self):
+        return _context.Timer(self, 'observe')
