@@ -105,9 +105,14 @@ class LabelsTest(unittest.TestCase):
         self.assertIsNot(c.labels('x', 'z'), child)
         # Equal keys that print differently are different series.
         self.assertIsNot(c.labels(1, 'y'), c.labels(True, 'y'))
+        self.assertEqual(c.labels(1.0, 'y')._labelvalues, ('1.0', 'y'))
+        # An unhashable value is turned into str like any other.
+        c.labels(['l'], 'y').inc()
+        self.assertEqual(gateway.value('cached_total', a="['l']", b='y'), 1)
 
     def test_label_errors_raise_prometheus_client_texts(self):
         c = shmetrics.Counter('label_errors_total', 'Errors.', ['a', 'b'])
+        c.labels('x', 'y')  # the errors below must come with a child in the cache too
         plain = shmetrics.Counter('plain_total', 'Plain.')
         cases = [
             (lambda: c.labels('x'), 'Incorrect label count'),

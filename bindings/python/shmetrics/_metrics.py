@@ -75,9 +75,6 @@ def _validate_labelnames(cls, labelnames):
     return labelnames
 
 
-_NO_CHILDREN = {}  # the (never written) child cache of unlabelled metrics and of children
-
-
 class _Metric:
     """What the four types share: naming, registration and the .labels() cache."""
 
@@ -102,10 +99,11 @@ class _Metric:
             self._native_type, self._registered_name(), documentation, unit, self._labelnames,
             self._gauge_mode(), self._native_buckets(), self._type in ('counter', 'histogram'))
         self._lock = threading.Lock()
+        self._children = None  # labelled parents only: {tuple of str values: child}
         if self._labelnames:
             self._children = {}
+            self._set_children(self._children, self._labelnames)
         else:
-            self._children = _NO_CHILDREN
             self._bind(self._family, ())
 
     def _registered_name(self):
@@ -117,22 +115,8 @@ class _Metric:
     def _native_buckets(self):
         return None
 
-    def labels(self, *labelvalues, **labelkwargs):
-        """The child of these label values, by position or by name (not both). Values are turned
-        into str; each distinct tuple is resolved in the region once and then served from a dict."""
-        if labelvalues:
-            if not labelkwargs:
-                child = self._children.get(labelvalues)
-                if child is not None:
-                    return child
-        elif len(labelkwargs) == len(self._labelnames):
-            try:
-                child = self._children.get(tuple([labelkwargs[n] for n in self._labelnames]))
-            except KeyError:
-                child = None
-            if child is not None:
-                return child
-        return self._resolve_labels(labelvalues, labelkwargs)
+    # labels(*values) / labels(**kw) is the native handle's: one dict lookup in C for a child
+    # seen before, and _resolve_labels the first time and for every error.
 
     def _resolve_labels(self, labelvalues, labelkwargs):
         if not self._labelnames:
@@ -150,15 +134,15 @@ class _Metric:
             if len(labelvalues) != len(self._labelnames):
                 raise ValueError('Incorrect label count')
             key = tuple(str(v) for v in labelvalues)
-        # Only a tuple of str is a cache key: values that compare equal but print differently
-        # (1, 1.0, True) must not share a child.
+        # Keyed by the str values only: 1 and True, equal as keys, never share a child. Values
+        # that are not str (labels(200)) come through here on every call.
         with self._lock:
             child = self._children.get(key)
             if child is None:
                 child = self.__class__.__new__(self.__class__)
                 child.__dict__.update(self.__dict__)
                 child._labelvalues = key
-                child._children = _NO_CHILDREN
+                child._children = None
                 child._bind(self._family, key)
                 self._child_created(child)
                 self._children[key] = child

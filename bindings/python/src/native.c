@@ -185,23 +185,120 @@ typedef struct {
   PyObject_HEAD void *handle; /* NULL until bound: a labelled parent */
   int no_add;                 /* gauges in a mostrecent mode: inc/dec are refused */
   PyObject *dict;             /* the subclass's attributes */
+  PyObject *children;         /* labelled parents: {tuple of label values: child} */
+  PyObject *labelnames;       /* labelled parents: the family's label names, a tuple */
 } HandleObject;
 
 static void Handle_dealloc(HandleObject *self) {
   PyObject_GC_UnTrack(self);
   Py_CLEAR(self->dict);
+  Py_CLEAR(self->children);
+  Py_CLEAR(self->labelnames);
   Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int Handle_traverse(HandleObject *self, visitproc visit, void *arg) {
   Py_VISIT(self->dict);
+  Py_VISIT(self->children);
+  Py_VISIT(self->labelnames);
   Py_VISIT(Py_TYPE(self));
   return 0;
 }
 
 static int Handle_clear(HandleObject *self) {
   Py_CLEAR(self->dict);
+  Py_CLEAR(self->children);
+  Py_CLEAR(self->labelnames);
   return 0;
+}
+
+/* _set_children(children, labelnames): the cache labels() reads first. The Python side fills it
+ * (_resolve_labels) and owns its rules. */
+static PyObject *Handle_set_children(HandleObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyTuple_CheckExact(args[1])) {
+    PyErr_SetString(PyExc_TypeError, "_set_children(children: dict, labelnames: tuple)");
+    return NULL;
+  }
+  Py_INCREF(args[0]);
+  Py_XSETREF(self->children, args[0]);
+  Py_INCREF(args[1]);
+  Py_XSETREF(self->labelnames, args[1]);
+  Py_RETURN_NONE;
+}
+
+/* The cache key of labels(**kw): the values in label-name order, or NULL (no error set) if the
+ * keywords are not exactly the label names. */
+static PyObject *KeywordKey(PyObject *labelnames, PyObject *const *values, PyObject *kwnames) {
+  const Py_ssize_t n = PyTuple_GET_SIZE(labelnames);
+  if (PyTuple_GET_SIZE(kwnames) != n) return NULL;
+  PyObject *key = PyTuple_New(n);
+  if (key == NULL) return NULL;
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject *name = PyTuple_GET_ITEM(labelnames, i);
+    Py_ssize_t j = 0;
+    /* Keyword names and label names are usually the same interned objects. */
+    while (j < n && PyTuple_GET_ITEM(kwnames, j) != name) ++j;
+    for (Py_ssize_t k = 0; j == n && k < n; ++k) {
+      if (PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, k), name) == 0) j = k;
+    }
+    if (PyErr_Occurred()) PyErr_Clear(); /* a failed comparison only means "not this name" */
+    if (j == n) {
+      Py_DECREF(key);
+      return NULL;
+    }
+    Py_INCREF(values[j]);
+    PyTuple_SET_ITEM(key, i, values[j]);
+  }
+  return key;
+}
+
+/* labels(*values) or labels(**kw): the cached child, in one dict lookup; the first time (and for
+ * every error) the Python side's _resolve_labels(values, kw). */
+static PyObject *Handle_labels(HandleObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames) {
+  const Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+  if (self->children != NULL && (nargs == 0) != (nkw == 0)) {
+    PyObject *key = NULL;
+    if (nkw == 0) {
+      key = PyTuple_New(nargs);
+      if (key == NULL) return NULL;
+      for (Py_ssize_t i = 0; i < nargs; ++i) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(key, i, args[i]);
+      }
+    } else {
+      key = KeywordKey(self->labelnames, args + nargs, kwnames);
+      if (key == NULL && PyErr_Occurred()) return NULL;
+    }
+    if (key != NULL) {
+      PyObject *child = PyDict_GetItemWithError(self->children, key);
+      Py_DECREF(key);
+      if (child != NULL) {
+        Py_INCREF(child);
+        return child;
+      }
+      if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return NULL;
+        PyErr_Clear(); /* an unhashable value: _resolve_labels turns it into str */
+      }
+    }
+  }
+  PyObject *values = PyTuple_New(nargs);
+  PyObject *kwargs = PyDict_New();
+  PyObject *result = NULL;
+  if (values == NULL || kwargs == NULL) goto done;
+  for (Py_ssize_t i = 0; i < nargs; ++i) {
+    Py_INCREF(args[i]);
+    PyTuple_SET_ITEM(values, i, args[i]);
+  }
+  for (Py_ssize_t i = 0; i < nkw; ++i) {
+    if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) goto done;
+  }
+  result = PyObject_CallMethod((PyObject *)self, "_resolve_labels", "OO", values, kwargs);
+done:
+  Py_XDECREF(values);
+  Py_XDECREF(kwargs);
+  return result;
 }
 
 /* _bind(family, values): resolves the series of `values` (a tuple of str, in label-name order)
@@ -270,12 +367,16 @@ static PyObject *Handle_set_no_add(HandleObject *self, PyObject *arg) {
   Py_RETURN_NONE;
 }
 
-#define HANDLE_COMMON_METHODS                                          \
-  {"_bind", (PyCFunction)(void (*)(void))Handle_bind, METH_FASTCALL,   \
-   "_bind(family, values): make this object the series of `values`."}, \
-  {                                                                    \
-    "_set_no_add", (PyCFunction)Handle_set_no_add, METH_O,             \
-        "Refuse inc/dec (gauges in a mostrecent mode)."                \
+#define HANDLE_COMMON_METHODS                                                              \
+  {"labels", (PyCFunction)(void (*)(void))Handle_labels, METH_FASTCALL | METH_KEYWORDS,    \
+   "labels(*values) or labels(**kw): the child of these label values (turned into str)."}, \
+      {"_bind", (PyCFunction)(void (*)(void))Handle_bind, METH_FASTCALL,                   \
+       "_bind(family, values): make this object the series of `values`."},                 \
+      {"_set_children", (PyCFunction)(void (*)(void))Handle_set_children, METH_FASTCALL,   \
+       "_set_children(children, labelnames): the cache labels() reads."},                  \
+  {                                                                                        \
+    "_set_no_add", (PyCFunction)Handle_set_no_add, METH_O,                                 \
+        "Refuse inc/dec (gauges in a mostrecent mode)."                                    \
   }
 
 /* Hot path: each write is one call into libshmetrics (a few ns, no lock, no syscall). */
