@@ -105,6 +105,9 @@ class LabelsTest(unittest.TestCase):
         self.assertIsNot(c.labels('x', 'z'), child)
         # Equal keys that print differently are different series.
         self.assertIsNot(c.labels(1, 'y'), c.labels(True, 'y'))
+        self.assertIs(c.labels(1, 'y'), c.labels('1', 'y'))
+        self.assertIsNot(c.labels(1.0, 'y'), c.labels(1, 'y'))
+        self.assertEqual(c.labels(True, 'y')._labelvalues, ('True', 'y'))
         self.assertEqual(c.labels(1.0, 'y')._labelvalues, ('1.0', 'y'))
         # An unhashable value is turned into str like any other.
         c.labels(['l'], 'y').inc()

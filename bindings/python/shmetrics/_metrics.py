@@ -129,13 +129,10 @@ class _Metric:
         if labelkwargs:
             if sorted(labelkwargs) != sorted(self._labelnames):
                 raise ValueError('Incorrect label names')
-            key = tuple(str(labelkwargs[n]) for n in self._labelnames)
-        else:
-            if len(labelvalues) != len(self._labelnames):
-                raise ValueError('Incorrect label count')
-            key = tuple(str(v) for v in labelvalues)
-        # Keyed by the str values only: 1 and True, equal as keys, never share a child. Values
-        # that are not str (labels(200)) come through here on every call.
+            labelvalues = tuple(labelkwargs[n] for n in self._labelnames)
+        elif len(labelvalues) != len(self._labelnames):
+            raise ValueError('Incorrect label count')
+        key = tuple(str(v) for v in labelvalues)
         with self._lock:
             child = self._children.get(key)
             if child is None:
@@ -146,6 +143,10 @@ class _Metric:
                 child._bind(self._family, key)
                 self._child_created(child)
                 self._children[key] = child
+            # Also under the values as given when they are str and int only (labels(200)): the
+            # native lookup tries no other types, so 1.0 or True never find the child of 1.
+            if all(type(v) is str or type(v) is int for v in labelvalues):
+                self._children[labelvalues] = child
             return child
 
     def _child_created(self, child):

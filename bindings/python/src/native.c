@@ -252,6 +252,16 @@ static PyObject *KeywordKey(PyObject *labelnames, PyObject *const *values, PyObj
   return key;
 }
 
+/* Whether `key` may be looked up as it is: str and int values only, so that no value can match a
+ * cached key that compares equal but prints differently (1.0 or True against 1). */
+static int CacheableKey(PyObject *key) {
+  for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(key); ++i) {
+    PyObject *v = PyTuple_GET_ITEM(key, i);
+    if (!PyUnicode_CheckExact(v) && !PyLong_CheckExact(v)) return 0;
+  }
+  return 1;
+}
+
 /* labels(*values) or labels(**kw): the cached child, in one dict lookup; the first time (and for
  * every error) the Python side's _resolve_labels(values, kw). */
 static PyObject *Handle_labels(HandleObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -271,16 +281,13 @@ static PyObject *Handle_labels(HandleObject *self, PyObject *const *args, Py_ssi
       if (key == NULL && PyErr_Occurred()) return NULL;
     }
     if (key != NULL) {
-      PyObject *child = PyDict_GetItemWithError(self->children, key);
+      PyObject *child = CacheableKey(key) ? PyDict_GetItemWithError(self->children, key) : NULL;
       Py_DECREF(key);
       if (child != NULL) {
         Py_INCREF(child);
         return child;
       }
-      if (PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return NULL;
-        PyErr_Clear(); /* an unhashable value: _resolve_labels turns it into str */
-      }
+      if (PyErr_Occurred()) return NULL;
     }
   }
   PyObject *values = PyTuple_New(nargs);

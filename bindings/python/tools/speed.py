@@ -40,6 +40,8 @@ def main():
             ('child .inc()', 'pc_child.inc()', 'sm_child.inc()'),
             ('.labels(a, b).inc()', "pc.labels('GET', '200').inc()",
              "sm.labels('GET', '200').inc()"),
+            ('.labels(a, 200).inc()', "pc.labels('GET', 200).inc()",
+             "sm.labels('GET', 200).inc()"),
             ('.labels(a=, b=).inc()', "pc.labels(a='GET', b='200').inc()",
              "sm.labels(a='GET', b='200').inc()"),
             ('histogram .observe()', 'pc_h.observe(0.3)', 'sm_h.observe(0.3)'),
