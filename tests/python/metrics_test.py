@@ -299,6 +299,16 @@ class ExemplarTest(unittest.TestCase):
         self.assertEqual(buckets['1.0'].exemplar.value, 0.5)
         self.assertIsNone(buckets['0.1'].exemplar)
 
+    def test_exemplar_valid_for_prometheus_client_but_over_the_region_slot_is_a_counted_drop(self):
+        # prometheus_client counts 128 characters of names and values; the region's exemplar slot
+        # holds 128 bytes including a length byte per name and value.
+        c = shmetrics.Counter('long_exemplar_total', 'Exemplars.')
+        dropped = gateway.value('shmetrics_dropped_updates_total', reason='exemplar') or 0
+        c.inc(1, exemplar={f'l{i}': 'v' for i in range(30)})  # 90 characters, 150 bytes stored
+        self.assertEqual(gateway.value('long_exemplar_total'), 1)
+        self.assertEqual(gateway.value('shmetrics_dropped_updates_total', reason='exemplar'),
+                         dropped + 1)
+
     def test_invalid_exemplars_raise(self):
         c = shmetrics.Counter('bad_exemplar_total', 'Exemplars.')
         h = shmetrics.Histogram('bad_exemplar_seconds', 'Exemplars.')

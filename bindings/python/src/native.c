@@ -59,9 +59,9 @@ static int ToDouble(PyObject *o, double *out) {
 
 /* --- Exemplars ----------------------------------------------------------------------------------
  * prometheus_client's rules: label names [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__", at most
- * 128 characters of names and values together. Up to kMaxExemplarLabels pairs fit on the stack
- * (128 characters leave room for no more than 64 one-letter names with empty values). */
-enum { kMaxExemplarLabels = 64 };
+ * 128 characters of names and values together. Every name has at least one character, so 128
+ * pairs is the most a valid exemplar can have. */
+enum { kMaxExemplarLabels = 128 };
 
 static int ValidLabelName(const char *s, Py_ssize_t n) {
   if (n == 0) return 0;
