@@ -20,7 +20,7 @@ SHMETRICS_DEB_PACKAGES=(
   g++ cmake make
   libboost1.81-dev prometheus-cpp-dev libprotobuf-dev protobuf-compiler
   libbenchmark-dev libgtest-dev googletest zlib1g-dev
-  prometheus python3 python3-prometheus-client curl
+  prometheus python3 python3-dev python3-prometheus-client curl
 )
 
 shmetrics_log() { printf '[shmetrics] %s\n' "$*" >&2; }
