@@ -168,20 +168,6 @@ void AppendOpenMetricsNumber(std::string& out, double v) {
   if (out.find_first_of(".e", start) == std::string::npos) out += ".0";
 }
 
-const char* TypeName(shm::MetricType type) {
-  switch (type) {
-    case shm::MetricType::kCounter:
-      return "counter";
-    case shm::MetricType::kGauge:
-      return "gauge";
-    case shm::MetricType::kHistogram:
-      return "histogram";
-    case shm::MetricType::kSummary:
-      return "summary";
-  }
-  return "unknown";  // not a valid type: ReadFamily rejects it before any renderer sees it
-}
-
 bool UnitMatchesName(std::string_view name, std::string_view unit) {
   return !unit.empty() && name.size() > unit.size() + 1 && name.ends_with(unit) &&
          name[name.size() - unit.size() - 1] == '_';

@@ -50,8 +50,9 @@ void AppendOpenMetricsNumber(std::string& out, double v);
 // same series whichever format it negotiated.
 inline void AppendCanonicalBound(std::string& out, double v) { AppendOpenMetricsNumber(out, v); }
 
-// The TYPE word of a family ("counter", "gauge", "histogram", "summary").
-const char* TypeName(shm::MetricType type);
+// The TYPE word of a family ("counter", "gauge", "histogram", "summary"); ReadFamily rejects any
+// other type before a renderer sees it.
+constexpr const char* TypeName(shm::MetricType type) { return shm::MetricTypeName(type); }
 // Whether `unit` may be declared for a family whose name (without a counter's `_total`) is
 // `name`: non-empty and `name` ends with "_" + unit. OpenMetrics and Prometheus' protobuf parser
 // reject any other.

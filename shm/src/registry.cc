@@ -291,9 +291,7 @@ bool RegistryWriter::SameDefinition(const FamilyRecord& f, const FamilySpec& spe
 
 namespace {
 std::string Describe(const Region& region, const FamilyRecord& f) {
-  const char* types[] = {"?", "counter", "gauge", "histogram", "summary"};
-  const auto t = static_cast<uint8_t>(f.type);
-  std::string s = std::string(t <= 4 ? types[t] : "?") + " with labels [";
+  std::string s = std::string(MetricTypeName(f.type)) + " with labels [";
   const StringRef* labels = ArenaRefs(region, f.labels_offset, f.label_count);
   for (uint32_t i = 0; labels && i < f.label_count; ++i) {
     s += (i ? ", " : "") + std::string(ArenaString(region, labels[i]));

@@ -150,31 +150,18 @@ constexpr shm::MetricType kTypeOf<Histogram> = shm::MetricType::kHistogram;
 template <>
 constexpr shm::MetricType kTypeOf<Summary> = shm::MetricType::kSummary;
 
-const char* TypeName(shm::MetricType type) {
-  switch (type) {
-    case shm::MetricType::kCounter:
-      return "counter";
-    case shm::MetricType::kGauge:
-      return "gauge";
-    case shm::MetricType::kHistogram:
-      return "histogram";
-    case shm::MetricType::kSummary:
-      return "summary";
-  }
-  return "unknown";
-}
-
 template <typename T, typename Out>
 int Labels(shmetrics_family* family, size_t count, const char* const* values, const size_t* lens,
            Out** out) {
   return Guard([&] {
     if (family == nullptr || out == nullptr || (count != 0 && values == nullptr))
-      return Fail(EINVAL, std::string(TypeName(kTypeOf<T>)) + " labels: NULL argument");
+      return Fail(EINVAL, std::string(shm::MetricTypeName(kTypeOf<T>)) + " labels: NULL argument");
     auto* core = reinterpret_cast<detail::FamilyCore*>(family);
     const shm::FamilySpec& spec = core->spec();
     if (spec.type != kTypeOf<T>) {
-      return Fail(EINVAL, "metric " + shm::Quote(spec.name) + " is a " + TypeName(spec.type) +
-                              ", not a " + TypeName(kTypeOf<T>));
+      return Fail(EINVAL, "metric " + shm::Quote(spec.name) + " is a " +
+                              shm::MetricTypeName(spec.type) + ", not a " +
+                              shm::MetricTypeName(kTypeOf<T>));
     }
     std::vector<std::string_view> views;
     views.reserve(count);

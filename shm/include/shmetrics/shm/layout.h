@@ -71,6 +71,21 @@ inline constexpr int64_t kSlotLockBase = 64;     // + slot index: held by the sl
 // Summaries carry count and sum only: quantiles cannot be merged across processes (use a native
 // histogram and histogram_quantile()).
 enum class MetricType : uint8_t { kCounter = 1, kGauge = 2, kHistogram = 3, kSummary = 4 };
+// The type's word, as exposition TYPE lines and error messages spell it; "unknown" for a value
+// that is none of them (only a corrupt record holds such).
+constexpr const char* MetricTypeName(MetricType type) {
+  switch (type) {
+    case MetricType::kCounter:
+      return "counter";
+    case MetricType::kGauge:
+      return "gauge";
+    case MetricType::kHistogram:
+      return "histogram";
+    case MetricType::kSummary:
+      return "summary";
+  }
+  return "unknown";
+}
 
 // How the gateway merges a gauge over workers. "live" modes drop a dead worker's value; the others
 // keep its last value in the accumulator (all: for a retention window, in the gateway).
