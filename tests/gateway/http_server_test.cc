@@ -723,7 +723,11 @@ TEST(HttpServerTest, ConnectionsBeyondMaxAreClosedAndCounted) {
 // Keeps `count` connections open that hold a slot and then sit idle, either after one answered
 // request (a keep-alive client between requests) or without ever sending a byte. A background
 // thread replaces every connection the server closes, so the flood lasts until the object is
-// destroyed, like an attacker that reconnects forever.
+// destroyed, like an attacker that reconnects forever. It opens at most one connection per
+// kOpenInterval: a fresh scrape is evicted like any idle connection once max_connections newer
+// ones have arrived before its request (the policy), so an unpaced flood would fail the test
+// whenever the scrape's thread lost the CPU between connect() and send(), as it does under TSan
+// on a loaded machine. Paced, that takes a stall of max_connections milliseconds.
 class IdleFlood {
  public:
   enum class Kind { kOneRequestThenIdle, kSilent };
@@ -751,6 +755,7 @@ class IdleFlood {
         c = std::make_unique<HttpTestClient>(port_);
         if (!c->connected()) continue;
         ++opened_;
+        std::this_thread::sleep_for(kOpenInterval);
         // A rejected or evicted connection ends without an answer: replaced on the next pass.
         if (kind_ == Kind::kOneRequestThenIdle && (!c->Send(Get("/metrics")) || !c->Read())) {
           c.reset();
@@ -761,6 +766,7 @@ class IdleFlood {
     }
   }
 
+  static constexpr auto kOpenInterval = 1ms;
   const uint16_t port_;
   const Kind kind_;
   std::vector<std::unique_ptr<HttpTestClient>> clients_;
@@ -791,7 +797,8 @@ void ExpectScrapesAnsweredDuringFlood(IdleFlood::Kind kind) {
         std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
     ASSERT_TRUE(r) << "scrape " << i << " was not answered (after " << elapsed.count()
                    << " us); stats: open=" << server->stats().open_connections
-                   << " rejected=" << server->stats().rejected_connections;
+                   << " rejected=" << server->stats().rejected_connections
+                   << " evictions=" << server->stats().evictions;
     EXPECT_EQ(r->status, 200) << "scrape " << i;
     EXPECT_EQ(r->body, kMetricsBody) << "scrape " << i;
     EXPECT_LT(elapsed, 2s) << "scrape " << i;
