@@ -1,0 +1,99 @@
+"""The oracle: the same FastAPI workload under prometheus_client's own multiprocess mode (a fresh
+PROMETHEUS_MULTIPROC_DIR, the child_exit hook, MultiProcessCollector) and under shmetrics. Both
+bodies parsed by prometheus_client; they must hold the same families, types, series and values.
+
+The only differences allowed, each because the two runs cannot or should not agree:
+- the gateway's own shmetrics_* families (the region's health), which have no counterpart;
+- HELP: MultiProcessCollector replaces every family's text with "Multiprocess metric", the
+  gateway serves the app's own (checked against what the app declares);
+- the latency histogram's finite buckets and _sum: wall-clock times of two different runs. Its
+  _count and +Inf bucket must still agree.
+"""
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import unittest
+
+import gateway_support
+from prometheus_client import REGISTRY
+from servers import harness
+
+WORKERS = 4
+REQUESTS = 400
+LATENCY = 'http_request_duration_seconds'
+
+
+def timing_dependent(sample_name, labels):
+    if sample_name == LATENCY + '_sum':
+        return True
+    return sample_name == LATENCY + '_bucket' and dict(labels)['le'] != float('inf')
+
+
+def app_documentation():
+    """{family: HELP text} as the app declares it, from importing the app file here."""
+    spec = importlib.util.spec_from_file_location(
+        'oracle_fastapi_app', os.path.join(harness.FASTAPI_APP, 'app.py'))
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    return {f.name: f.documentation for f in REGISTRY.collect()
+            if f.name in harness.FASTAPI_FAMILIES}
+
+
+class MultiprocessOracleTest(harness.ExpositionChecks, unittest.TestCase):
+    def drive(self, conf, env, ready):
+        server = harness.start_server(
+            lambda port: harness.gunicorn_argv(harness.FASTAPI_APP, conf, port, workers=WORKERS),
+            env)
+        try:
+            server.wait_until(ready, 60, f'{WORKERS} workers up')
+            traffic = harness.Traffic(server.port, harness.fastapi_workload(REQUESTS))
+            traffic.start().join(90)
+            self.assertEqual(traffic.total_answered(), REQUESTS)
+        finally:
+            server.close()
+
+    def multiprocess_run(self):
+        directory = tempfile.mkdtemp(prefix='shmetrics-oracle-')
+        self.addCleanup(shutil.rmtree, directory)
+
+        def ready():
+            samples = harness.normalized(harness.multiprocess_families(directory))
+            return samples.get(('workers_up', frozenset())) == WORKERS
+
+        self.drive('gunicorn_multiproc.conf.py',
+                   harness.server_env(PROMETHEUS_MULTIPROC_DIR=directory), ready)
+        return harness.multiprocess_families(directory)
+
+    def shmetrics_run(self):
+        region = gateway_support.unique_region('oracle')
+        self.addCleanup(gateway_support.remove_region, region)
+        gateway = gateway_support.Gateway(region)
+        self.addCleanup(gateway.close)
+        self.drive('gunicorn.conf.py', harness.server_env(SHMETRICS_REGION=region),
+                   lambda: gateway.value('workers_up') == WORKERS)
+        return list(gateway_support.parse_text(gateway.scrape_text()))
+
+    def test_gateway_serves_what_multiprocess_mode_serves(self):
+        oracle = self.multiprocess_run()
+        served = [f for f in self.shmetrics_run() if not f.name.startswith('shmetrics_')]
+
+        self.assertEqual({f.name: f.type for f in served}, {f.name: f.type for f in oracle})
+        self.assertEqual({f.name: f.type for f in oracle}, harness.FASTAPI_FAMILIES)
+        self.assertEqual({f.name: f.documentation for f in served}, app_documentation())
+        self.assertEqual({f.documentation for f in oracle}, {'Multiprocess metric'})
+
+        expected = harness.normalized(oracle)
+        samples = harness.normalized(served)
+        self.assertEqual(sorted(samples, key=repr), sorted(expected, key=repr), 'series differ')
+        differ = {key: (samples[key], value) for key, value in expected.items()
+                  if samples[key] != value and not timing_dependent(*key)}
+        self.assertEqual(differ, {}, 'values (shmetrics, multiprocess mode) that differ')
+        self.assertEqual(harness.sample_sum(samples, 'http_requests_total'), REQUESTS)
+        # The workload is known: neither side merely agrees with the other by being wrong.
+        self.assert_samples(
+            samples, harness.fastapi_expected(harness.fastapi_workload(REQUESTS), WORKERS))
+
+
+if __name__ == '__main__':
+    unittest.main()
