@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# usage: run_install_test.sh BUILD_DIR SOURCE_DIR
+# usage: run_install_test.sh BUILD_DIR SOURCE_DIR [PYTHON]
 # Installs BUILD_DIR into a temporary prefix, builds tests/install/consumer against that prefix only,
 # runs it on a fresh region; builds tests/install/c_consumer (C99, -Werror) twice, with pkg-config
-# and with CMake's shmetrics::c, and runs both on the same region; then starts the installed
-# gateway on that region and checks that /metrics shows what the consumers counted. Cleans up the region, the gateway and the prefix.
+# and with CMake's shmetrics::c, and runs both on the same region; with PYTHON (the build has the
+# Python package), imports the installed shmetrics package with that interpreter and counts on the
+# same region; then starts the installed gateway on that region and checks that /metrics shows
+# what the consumers counted. Cleans up the region, the gateway and the prefix.
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-  echo "usage: $0 BUILD_DIR SOURCE_DIR" >&2
+if [[ $# -ne 2 && $# -ne 3 ]]; then
+  echo "usage: $0 BUILD_DIR SOURCE_DIR [PYTHON]" >&2
   exit 2
 fi
 build_dir="$(cd "$1" && pwd)"
 source_dir="$(cd "$2" && pwd)"
+python="${3:-}"
 consumer_src="${source_dir}/tests/install/consumer"
 region="shmetrics-install-test-$$"
 
@@ -94,6 +97,32 @@ done
 LD_LIBRARY_PATH="$libdir" ldd "$tmp/c_app_pkgconfig" | grep -q "=> ${libdir}/libshmetrics.so.1" ||
   fail "the pkg-config consumer does not load ${libdir}/libshmetrics.so.1"
 
+# The Python package from the prefix alone: the interpreter's own path plus the installed
+# package directory, run outside the source and build trees; _native must load the installed
+# libshmetrics.so.1, and the installed launcher must run.
+if [[ -n "$python" ]]; then
+  py_init="$(find "$prefix" -path '*/shmetrics/__init__.py' -print -quit)"
+  [[ -n "$py_init" ]] || fail "no shmetrics/__init__.py under ${prefix}"
+  py_dir="$(dirname "$(dirname "$py_init")")"
+  step "running ${python} with the package in ${py_dir#"$prefix"/} on region ${region}"
+  out="$(cd "$tmp" && env -u SHMETRICS_REGION PYTHONPATH="$py_dir" PYTHONDONTWRITEBYTECODE=1 \
+         "$python" -c '
+import sys
+import shmetrics
+region, prefix = sys.argv[1:]
+shmetrics.attach(region)
+shmetrics.Counter("py_requests_total", "Requests.", ["method"]).labels("GET").inc(4)
+library = {line.split()[-1] for line in open("/proc/self/maps") if "libshmetrics.so" in line}
+print(shmetrics.__file__.startswith(prefix + "/"), *library)
+' "$region" "$prefix" 2>&1)" || { echo "$out" >&2; fail "the installed Python package failed"; }
+  [[ "$out" == "True ${libdir}/libshmetrics.so.1"* ]] ||
+    fail "expected the package and libshmetrics.so.1 from ${prefix}, got: ${out}"
+  [[ -x "$prefix/bin/shmetrics-run" ]] || fail "shmetrics-run not installed in bin/"
+  out="$(cd "$tmp" && env -u PYTHONPATH "$prefix/bin/shmetrics-run" --help 2>&1)" ||
+    { echo "$out" >&2; fail "the installed shmetrics-run --help exited non-zero"; }
+  grep -q -- "--region NAME" <<<"$out" || fail "the installed shmetrics-run --help: ${out}"
+fi
+
 # The installed gateway serves what the (now exited) consumers counted.
 step "scraping the installed gateway"
 count_line() {  # the consumer's series in a scrape, or nothing
@@ -135,6 +164,11 @@ awk '{ exit !($NF == 3) }' <<<"$line" || fail "expected the consumer's count of 
 c_line="$(grep -E '^c_requests_total\{' <<<"$scraped" | grep 'method="GET"' | grep 'code="200"' || true)"
 awk '{ exit !($NF == 6) }' <<<"$c_line" ||
   { echo "$scraped" >&2; fail "expected the C consumers' count of 6, got: ${c_line}"; }
+if [[ -n "$python" ]]; then
+  py_line="$(grep -E '^py_requests_total\{' <<<"$scraped" | grep 'method="GET"' || true)"
+  awk '{ exit !($NF == 4) }' <<<"$py_line" ||
+    { echo "$scraped" >&2; fail "expected the Python consumer's count of 4, got: ${py_line}"; }
+fi
 kill -TERM "$gateway_pid"
 gateway_status=0
 wait "$gateway_pid" || gateway_status=$?
