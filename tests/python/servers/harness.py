@@ -21,6 +21,7 @@ import time
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 PYTHON = '/usr/bin/python3'  # Debian's: the python3 first on PATH cannot see python3-* packages
 PROMTOOL = '/usr/bin/promtool'
@@ -137,16 +138,30 @@ class Server:
             self._log.close()
 
 
+# What gunicorn and uvicorn log once their socket is bound, and when the port was taken.
+_LISTENING = ('Listening at: http://127.0.0.1:', 'Uvicorn running on http://127.0.0.1:')
+_PORT_TAKEN = 'in use'
+
+
 def start_server(make_argv, env, cwd=None, attempts=5):
-    """make_argv(port) started on a free port; retried only when the port was taken meanwhile."""
+    """make_argv(port) started on a free port and listening; retried only when the port was
+    taken between the probe and the server's bind."""
     for _ in range(attempts):
         port = free_port()
         server = Server(make_argv(port), env, cwd)
         server.port = port
-        time.sleep(0.2)
-        if server.alive() or 'in use' not in server.log():
+        try:
+            log = wait_until(lambda: (any(m in server.log() for m in _LISTENING + (_PORT_TAKEN,))
+                                      or not server.alive()) and server.log(),
+                             30, 'the server to listen', server.log)
+        except BaseException:
+            server.close()
+            raise
+        if _PORT_TAKEN not in log and server.alive():
             return server
         server.close()
+        if _PORT_TAKEN not in log:
+            raise AssertionError('the server exited before it listened\n' + log)
     raise RuntimeError('no free port for ' + ' '.join(make_argv(0)))
 
 
@@ -430,6 +445,12 @@ class ExpositionChecks:
         for name, kind in families.items():
             exposed = name + '_total' if kind == 'counter' and name + '_total' in served else name
             self.assertEqual(served.get(exposed), kind, f'family {name} in\n{body}')
+        # Nothing the workers wrote was dropped or refused on the way.
+        samples = {(s.name, frozenset(s.labels.items())): s.value
+                   for f in parse_text(body) for s in f.samples}
+        for name in ('shmetrics_dropped_updates_total', 'shmetrics_registration_errors_total',
+                     'shmetrics_region_invalid_records_total'):
+            self.assertEqual(sample_sum(samples, name), 0, name)
 
     def assert_samples(self, samples, expected):
         wrong = {key: (samples.get(key), value) for key, value in expected.items()
