@@ -105,7 +105,8 @@ class _CounterValue(_native.Counter):
     get = _native.Counter._local
 
     def set(self, value, timestamp=None):
-        raise ValueError('shmetrics: a counter cannot be set')  # prometheus_client never does
+        # Counter.reset() (prometheus_client 0.20+) sets 0; a region's counters only go up.
+        raise ValueError('shmetrics: a counter cannot be set or reset: in the region it only goes up')
 
     def set_exemplar(self, exemplar):
         self._set_exemplar(exemplar.value, exemplar.labels)
@@ -120,6 +121,11 @@ class _GaugeValue(_native.Gauge):
 
     _multiprocess = True
     get = _native.Gauge._local
+
+    def set(self, value, timestamp=None, _set=_native.Gauge.set):
+        # Newer prometheus_client versions pass the time of the set for their mostrecent modes;
+        # the region stamps each write itself.
+        _set(self, value)
 
     def set_exemplar(self, exemplar):
         pass  # prometheus_client has no gauge exemplars
