@@ -1,5 +1,6 @@
 """An unmodified Django site with django-prometheus (servers/django_app: its middlewares and urls)
-under gunicorn's sync workers, switched to shmetrics only by shmetrics.install() in
+under gunicorn's sync workers forked from a preloaded master (so all of them take requests from
+the first), switched to shmetrics only by shmetrics.install() in
 gunicorn.conf.py: the library's own counters, created in each worker, count every request once."""
 
 import unittest
@@ -31,7 +32,7 @@ class DjangoPrometheusTest(harness.ExpositionChecks, unittest.TestCase):
         server = harness.start_server(
             lambda port: harness.gunicorn_argv(harness.DJANGO_APP, 'gunicorn.conf.py', port,
                                                workers=WORKERS, worker_class='sync',
-                                               app='shop.wsgi:application'),
+                                               preload=True, app='shop.wsgi:application'),
             harness.server_env(SHMETRICS_REGION=self.region))
         self.addCleanup(server.close)
         server.wait_until(lambda: len(server.children()) == WORKERS, 30, f'{WORKERS} workers')

@@ -1,7 +1,8 @@
 """A gunicorn worker of the FastAPI app killed with SIGKILL in the middle of traffic: while the
 client keeps going and the gateway is scraped over and over, no counter ever goes down, the total
-equals the requests the client saw answered, and the livesum gauges drop the dead worker's share
-(workers_up equals the workers alive once the gateway folded the dead one)."""
+equals the requests the client saw answered, and the livesum gauges drop the dead worker's share:
+workers_up falls to the three still alive (the master is stopped meanwhile, so that no
+replacement hides the drop), then is four again with the replacement gunicorn starts."""
 
 import os
 import signal
@@ -74,10 +75,17 @@ class KilledWorkerTest(harness.ExpositionChecks, unittest.TestCase):
         self.assertIn(victim, workers_before)
         traffic.park_connections_of(victim)
         answered_by_victim = traffic.worker_pids[victim]
+        # The master is stopped meanwhile, so no replacement hides the drop of the dead share.
+        os.kill(server.pid, signal.SIGSTOP)
+        self.addCleanup(os.kill, server.pid, signal.SIGCONT)
         os.kill(victim, signal.SIGKILL)
-        server.wait_until(lambda: victim not in server.children(), 10, 'the master reaped it')
+        server.wait_until(lambda: victim not in server.children(), 10, 'the victim dead')
         traffic.release()
         answered_at_kill = traffic.total_answered()
+        server.wait_until(lambda: self.gateway.value('workers_up') == WORKERS - 1, 10,
+                          "the livesum gauge without the dead worker's share")
+        self.assertEqual(len(server.children()), WORKERS - 1)
+        os.kill(server.pid, signal.SIGCONT)
         traffic.join(90)
         self.assertLess(answered_at_kill, REQUESTS, 'the traffic ended before the kill')
         self.assertGreater(answered_by_victim, 0)

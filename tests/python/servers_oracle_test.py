@@ -40,7 +40,8 @@ def app_documentation():
 
 
 class MultiprocessOracleTest(harness.ExpositionChecks, unittest.TestCase):
-    def drive(self, conf, env, ready):
+    def drive(self, conf, env, ready, collect):
+        """The workload through gunicorn with `conf`; collect()'s families, while it still runs."""
         server = harness.start_server(
             lambda port: harness.gunicorn_argv(harness.FASTAPI_APP, conf, port, workers=WORKERS),
             env)
@@ -49,6 +50,7 @@ class MultiprocessOracleTest(harness.ExpositionChecks, unittest.TestCase):
             traffic = harness.Traffic(server.port, harness.fastapi_workload(REQUESTS))
             traffic.start().join(90)
             self.assertEqual(traffic.total_answered(), REQUESTS)
+            return collect()
         finally:
             server.close()
 
@@ -63,18 +65,18 @@ class MultiprocessOracleTest(harness.ExpositionChecks, unittest.TestCase):
                 return False
             return samples.get(('workers_up', frozenset())) == WORKERS
 
-        self.drive('gunicorn_multiproc.conf.py',
-                   harness.server_env(PROMETHEUS_MULTIPROC_DIR=directory), ready)
-        return harness.multiprocess_families(directory)
+        return self.drive('gunicorn_multiproc.conf.py',
+                          harness.server_env(PROMETHEUS_MULTIPROC_DIR=directory), ready,
+                          lambda: harness.multiprocess_families(directory))
 
     def shmetrics_run(self):
         region = gateway_support.unique_region('oracle')
         self.addCleanup(gateway_support.remove_region, region)
         gateway = gateway_support.Gateway(region)
         self.addCleanup(gateway.close)
-        self.drive('gunicorn.conf.py', harness.server_env(SHMETRICS_REGION=region),
-                   lambda: gateway.value('workers_up') == WORKERS)
-        return list(gateway_support.parse_text(gateway.scrape_text()))
+        return self.drive('gunicorn.conf.py', harness.server_env(SHMETRICS_REGION=region),
+                          lambda: gateway.value('workers_up') == WORKERS,
+                          lambda: list(gateway_support.parse_text(gateway.scrape_text())))
 
     def test_gateway_serves_what_multiprocess_mode_serves(self):
         oracle = self.multiprocess_run()
@@ -82,8 +84,9 @@ class MultiprocessOracleTest(harness.ExpositionChecks, unittest.TestCase):
 
         self.assertEqual({f.name: f.type for f in served}, {f.name: f.type for f in oracle})
         self.assertEqual({f.name: f.type for f in oracle}, harness.FASTAPI_FAMILIES)
-        self.assertEqual({f.name: f.documentation for f in served}, app_documentation())
-        self.assertEqual({f.name: f.documentation for f in oracle}, app_documentation())
+        documentation = app_documentation()
+        self.assertEqual({f.name: f.documentation for f in served}, documentation)
+        self.assertEqual({f.name: f.documentation for f in oracle}, documentation)
 
         expected = harness.normalized(oracle)
         samples = harness.normalized(served)
