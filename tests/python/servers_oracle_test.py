@@ -5,7 +5,9 @@ bodies parsed by prometheus_client; they must hold the same families, types, ser
 The only differences allowed, each because the two runs cannot or should not agree:
 - the gateway's own shmetrics_* families (the region's health), which have no counterpart;
 - the latency histogram's finite buckets and _sum: wall-clock times of two different runs. Its
-  _count and +Inf bucket must still agree.
+  _count and +Inf bucket must still agree, and on both sides its buckets are cumulative.
+HELP texts agree too (prometheus_client 0.16 keeps them in its files). Neither side has _created
+samples in the text format, nor pid labels: the app's gauges are livesum.
 """
 
 import importlib.util
@@ -78,6 +80,19 @@ class MultiprocessOracleTest(harness.ExpositionChecks, unittest.TestCase):
                           lambda: gateway.value('workers_up') == WORKERS,
                           lambda: list(gateway_support.parse_text(gateway.scrape_text())))
 
+    def assert_latency_plausible(self, samples):
+        """What the timing-dependent samples must still satisfy on either side: cumulative
+        buckets ending at the count, and a sum of positive times."""
+        routes = {labels for name, labels in samples if name == LATENCY + '_count'}
+        for route in routes:
+            buckets = sorted((dict(labels)['le'], value)
+                             for (name, labels), value in samples.items()
+                             if name == LATENCY + '_bucket' and route < labels)
+            counts = [value for _, value in buckets]
+            self.assertEqual(counts, sorted(counts), f'buckets of {set(route)} not cumulative')
+            self.assertEqual(counts[-1], samples[(LATENCY + '_count', route)])
+            self.assertGreater(samples[(LATENCY + '_sum', route)], 0)
+
     def test_gateway_serves_what_multiprocess_mode_serves(self):
         oracle = self.multiprocess_run()
         served = [f for f in self.shmetrics_run() if not f.name.startswith('shmetrics_')]
@@ -94,6 +109,8 @@ class MultiprocessOracleTest(harness.ExpositionChecks, unittest.TestCase):
         differ = {key: (samples[key], value) for key, value in expected.items()
                   if samples[key] != value and not timing_dependent(*key)}
         self.assertEqual(differ, {}, 'values (shmetrics, multiprocess mode) that differ')
+        for side in (samples, expected):
+            self.assert_latency_plausible(side)
         self.assertEqual(harness.sample_sum(samples, 'http_requests_total'), REQUESTS)
         # The workload is known: neither side merely agrees with the other by being wrong.
         self.assert_samples(
