@@ -140,31 +140,42 @@ class RunTest(LauncherTestCase):
         # The user's own sitecustomize creates a metric: it lands in the region only if the
         # backend was installed before it ran.
         user_dir = os.path.dirname(self.write('user/sitecustomize.py', '''
+            import sys
             import prometheus_client
             prometheus_client.Counter('from_sitecustomize', 'S.').inc(2)
-            print('user sitecustomize ran')
+            shmetrics = sys.modules.get('shmetrics')
+            print('user sitecustomize ran, installed:', shmetrics and shmetrics.installed())
         '''))
         python_path = os.pathsep.join([os.environ['PYTHONPATH'], user_dir])
         done = run_launcher(
-            [LAUNCHER, sys.executable, '-c',
-             'import os, sitecustomize; print(os.environ["PYTHONPATH"]); '
-             'print(sitecustomize.__file__)'],
+            [sys.executable, '-c', 'import sitecustomize; print(sitecustomize.__file__)'],
             launcher_env(SHMETRICS_REGION=self.region, PYTHONPATH=python_path))
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertNoWarning(done.stderr)
-        ran, path, module = done.stdout.strip().splitlines()
-        self.assertEqual(ran, 'user sitecustomize ran')
-        # shmetrics-run under shmetrics-run: the bootstrap leads PYTHONPATH once.
-        self.assertEqual(path.split(os.pathsep), [BOOTSTRAP_DIR] + python_path.split(os.pathsep))
-        self.assertEqual(module, os.path.join(user_dir, 'sitecustomize.py'))
-        samples = self.gateway.wait_for(lambda s: s.get(('from_sitecustomize_total', frozenset())))
+        # The launcher's own interpreter runs it first, before the exec, without the backend.
+        self.assertEqual(done.stdout.splitlines(),
+                         ['user sitecustomize ran, installed: None',
+                          f'user sitecustomize ran, installed: {self.region}',
+                          os.path.join(user_dir, 'sitecustomize.py')])
+        samples = self.gateway.wait_for(
+            lambda s: s.get(('from_sitecustomize_total', frozenset())) == 2)
         self.assertEqual(samples.get(('from_sitecustomize_total', frozenset())), 2)
+
+    def test_launcher_under_launcher_puts_the_bootstrap_on_the_path_once(self):
+        done = run_launcher(
+            [LAUNCHER, sys.executable, '-c', 'import os; print(os.environ["PYTHONPATH"])'],
+            launcher_env(SHMETRICS_REGION=self.region))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertNoWarning(done.stderr)
+        self.assertEqual(done.stdout.strip().split(os.pathsep),
+                         [BOOTSTRAP_DIR] + os.environ['PYTHONPATH'].split(os.pathsep))
 
     def test_a_process_that_cannot_install_says_so_once_and_goes_on(self):
         # A prometheus_client that cannot be imported: the backend cannot be installed.
-        broken_dir = os.path.dirname(self.write('broken/prometheus_client/__init__.py', '''
+        self.write('broken/prometheus_client/__init__.py', '''
             raise ImportError('prometheus_client broken on purpose')
-        '''))
+        ''')
+        broken_dir = os.path.join(self.dir, 'broken')
         python_path = os.pathsep.join([broken_dir, os.environ['PYTHONPATH']])
         done = run_launcher([sys.executable, '-c', 'print("still running")'],
                             launcher_env(SHMETRICS_REGION=self.region, PYTHONPATH=python_path))
@@ -175,6 +186,20 @@ class RunTest(LauncherTestCase):
         self.assertRegex(lines[0], r'^shmetrics-run: .*python3.* \(pid \d+\) runs without '
                                    rf"shmetrics, region '{self.region}': ImportError: "
                                    'prometheus_client broken on purpose$')
+
+    def test_a_region_that_cannot_be_attached_is_named_and_the_process_goes_on(self):
+        region = gateway_support.unique_region('junk')
+        self.addCleanup(gateway_support.remove_region, region)
+        with open('/dev/shm/' + region, 'wb') as f:  # a region nobody initialised
+            f.write(bytes(4096))
+        done = run_launcher(['--region', region, sys.executable, '-c', 'print("still running")'],
+                            launcher_env())
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.strip(), 'still running')
+        lines = done.stderr.splitlines()
+        self.assertEqual(len(lines), 1, done.stderr)
+        self.assertRegex(lines[0], rf"runs without shmetrics, region '{region}': RegionError: "
+                                   rf'.*region "{region}"')
 
 
 class LauncherErrorsTest(unittest.TestCase):
