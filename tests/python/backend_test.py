@@ -145,6 +145,27 @@ class TypesTest(unittest.TestCase):
         self.assertEqual(gateway.value('be_unregistered_total'), 4)
 
 
+class ThreadsTest(unittest.TestCase):
+    def test_threads_of_one_worker_lose_nothing(self):
+        import threading
+        c = Counter('be_threads', 'Threads.', ['t'])
+        h = Histogram('be_threads_seconds', 'Threads.', buckets=[1])
+        def work(t):
+            for i in range(5000):
+                c.labels(str(t % 2)).inc()
+                h.observe(0.5 if i % 2 else 2)
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        s = gateway.samples()
+        self.assertEqual(s[('be_threads_total', frozenset({('t', '0')}))], 20000)
+        self.assertEqual(s[('be_threads_total', frozenset({('t', '1')}))], 20000)
+        self.assertEqual(s[('be_threads_seconds_bucket', frozenset({('le', '1.0')}))], 20000)
+        self.assertEqual(s[('be_threads_seconds_count', frozenset())], 40000)
+
+
 class ForkTest(unittest.TestCase):
     def test_children_created_before_fork_write_their_own_slots(self):
         c = Counter('be_forked', 'Forked.', ['w'])
@@ -161,7 +182,6 @@ class ForkTest(unittest.TestCase):
                         parent_child.inc()
                     c.labels(str(w)).inc(w + 1)
                     live.set(1)
-                    os.write(1, b'')
                 except BaseException:
                     code = 1
                 os._exit(code)
