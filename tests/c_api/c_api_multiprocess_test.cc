@@ -347,6 +347,13 @@ TEST(CApiMultiProcessTest, EveryTypeMergesAndALiveSumGaugeDropsAKilledWorker) {
       const char* names[] = {"trace_id"};
       const char* values[] = {"c0ffee"};
       shmetrics_counter_add_exemplar(requests, 3, 1, names, values);
+      // In two steps, as prometheus_client's value API makes them: the add, then its exemplar.
+      CHILD_CHECK(shmetrics_register(client, SHMETRICS_COUNTER, "it_c_two_step", &o, &f));
+      shmetrics_counter* two_step = nullptr;
+      CHILD_CHECK(shmetrics_counter_labels(f, 0, nullptr, nullptr, &two_step));
+      const char* two_step_values[] = {"beef"};
+      shmetrics_counter_add(two_step, 2);
+      shmetrics_counter_set_exemplar(two_step, 2, 1, names, two_step_values);
 
       o = Opts("Busy.");  // default mode: livesum
       CHILD_CHECK(shmetrics_register(client, SHMETRICS_GAUGE, "it_c_busy", &o, &f));
@@ -393,6 +400,7 @@ TEST(CApiMultiProcessTest, EveryTypeMergesAndALiveSumGaugeDropsAKilledWorker) {
 
   const Exposition e = MustScrape(*gw);
   EXPECT_EQ(ValueOr(e, "it_c_requests_total", -1), 6);
+  EXPECT_EQ(ValueOr(e, "it_c_two_step_total", -1), 4);  // the exemplar added nothing
   EXPECT_EQ(ValueOr(e, "it_c_busy", -1), 23);
   EXPECT_EQ(ValueOr(e, "it_c_queued", -1), 8);
   EXPECT_EQ(ValueOr(e, "it_c_peak", -1), 101);
@@ -403,6 +411,8 @@ TEST(CApiMultiProcessTest, EveryTypeMergesAndALiveSumGaugeDropsAKilledWorker) {
   const HttpResult om = gw->Get("/metrics?format=openmetrics");
   ASSERT_EQ(om.status, 200) << om.error;
   EXPECT_NE(om.body.find("trace_id=\"c0ffee\""), std::string::npos) << om.body;
+  EXPECT_NE(om.body.find("it_c_two_step_total 4.0 # {trace_id=\"beef\"} 2.0 "), std::string::npos)
+      << om.body;
 
   ASSERT_TRUE(workers[1].running());
   workers[1].KillAndWait();

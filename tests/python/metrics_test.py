@@ -325,6 +325,46 @@ class ExemplarTest(unittest.TestCase):
         self.assertEqual(gateway.value('bad_exemplar_seconds_count'), 0)
 
 
+class InfoAndEnumTest(unittest.TestCase):
+    def test_info_is_a_gauge_of_its_label_set(self):
+        i = shmetrics.Info('nat_build', 'Build.', ['service'])
+        with self.assertRaisesRegex(ValueError, 'info metric is missing label values'):
+            i.info({'version': '1'})
+        child = i.labels(service='api')
+        child.info({'version': '1.0', 'python': '3.11'})
+        self.assertEqual(gateway.value('nat_build_info', service='api', version='1.0',
+                                       python='3.11'), 1)
+        child.info({'version': '1.1', 'python': '3.11'})
+        self.assertEqual(gateway.value('nat_build_info', service='api', version='1.1',
+                                       python='3.11'), 1)
+        self.assertEqual(gateway.value('nat_build_info', service='api', version='1.0',
+                                       python='3.11'), 0)
+        for bad, text in (({'service': 'x'}, 'Overlapping labels for Info metric'),
+                          ({'1x': 'y'}, 'Invalid label metric name: 1x'),
+                          ({'__x': 'y'}, 'Reserved label metric name: __x'),
+                          ({'version': '2'}, 'one set of keys')):
+            with self.assertRaisesRegex(ValueError, text):
+                child.info(bad)
+
+    def test_enum_sets_one_state(self):
+        e = shmetrics.Enum('nat_phase', 'Phase.', states=['idle', 'busy', 'done'])
+        self.assertEqual(gateway.value('nat_phase', nat_phase='idle'), 1)
+        e.state('busy')
+        s = gateway.samples()
+        self.assertEqual([s[('nat_phase', frozenset({('nat_phase', st)}))]
+                          for st in ('idle', 'busy', 'done')], [0, 1, 0])
+        with self.assertRaises(ValueError):
+            e.state('bogus')
+        with self.assertRaisesRegex(ValueError, 'No states provided for Enum metric: nat_x'):
+            shmetrics.Enum('nat_x', 'x')
+        with self.assertRaisesRegex(ValueError, 'Overlapping labels for Enum metric: nat_y'):
+            shmetrics.Enum('nat_y', 'x', ['nat_y'], states=['a'])
+        labelled = shmetrics.Enum('nat_job', 'Job.', ['job'], states=['a', 'b'])
+        labelled.labels('j1').state('b')
+        self.assertEqual(gateway.value('nat_job', job='j1', nat_job='b'), 1)
+        self.assertEqual(gateway.value('nat_job', job='j1', nat_job='a'), 0)
+
+
 class AttachTest(unittest.TestCase):
     def test_attach_again_same_region_is_fine_another_raises(self):
         shmetrics.attach(gateway.region)

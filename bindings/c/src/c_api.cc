@@ -310,6 +310,13 @@ void shmetrics_counter_add_exemplar(shmetrics_counter* c, double v, size_t count
   });
 }
 
+void shmetrics_counter_set_exemplar(shmetrics_counter* c, double v, size_t count,
+                                    const char* const* names, const char* const* values) {
+  WithExemplar(count, names, values, [&](std::span<const ExemplarLabel> labels) {
+    reinterpret_cast<Counter*>(c)->SetExemplar(v, labels);
+  });
+}
+
 void shmetrics_gauge_set(shmetrics_gauge* g, double v) { reinterpret_cast<Gauge*>(g)->Set(v); }
 void shmetrics_gauge_add(shmetrics_gauge* g, double v) { reinterpret_cast<Gauge*>(g)->Add(v); }
 void shmetrics_gauge_set_to_current_time(shmetrics_gauge* g) {

@@ -1,5 +1,5 @@
-"""Counter, Gauge, Histogram and Summary with prometheus_client's constructors, writing into the
-shared-memory region through shmetrics._native.
+"""Counter, Gauge, Histogram, Summary, Info and Enum with prometheus_client's constructors,
+writing into the shared-memory region through shmetrics._native.
 
 Each class is a Python subclass of its native handle type: the object Counter(...) returns (an
 unlabelled metric) or .labels(...) returns (a child) *is* the series handle, so child.inc() is
@@ -11,7 +11,7 @@ import os
 import re
 import threading
 
-from . import _context, _native
+from . import _context, _native, _statesets
 
 METRIC_NAME_RE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*$')
 METRIC_LABEL_NAME_RE = re.compile(r'^[a-zA-Z_][a-zA-Z0-9_]*$')
@@ -63,6 +63,37 @@ def _build_full_name(metric_type, name, namespace, subsystem, unit):
     if unit and not full_name.endswith('_' + unit):
         full_name += '_' + unit
     return full_name
+
+
+def _label_key(metric, labelvalues, labelkwargs):
+    """The child key of labels(*values) / labels(**kw): the values as str, in label-name order;
+    prometheus_client's checks and texts."""
+    if not metric._labelnames:
+        raise ValueError('No label names were set when constructing %s' % metric)
+    if metric._labelvalues:
+        raise ValueError('{} already has labels set ({}); can not chain calls to .labels()'.format(
+            metric, dict(zip(metric._labelnames, metric._labelvalues))))
+    if labelvalues and labelkwargs:
+        raise ValueError("Can't pass both *args and **kwargs")
+    if labelkwargs:
+        if sorted(labelkwargs) != sorted(metric._labelnames):
+            raise ValueError('Incorrect label names')
+        labelvalues = tuple(labelkwargs[n] for n in metric._labelnames)
+    elif len(labelvalues) != len(metric._labelnames):
+        raise ValueError('Incorrect label count')
+    return tuple(str(v) for v in labelvalues)
+
+
+def validate_info(labelnames, val):
+    """info(val)'s checks: keys that are label names, none of them one of the metric's own."""
+    if set(labelnames).intersection(val.keys()):
+        raise ValueError('Overlapping labels for Info metric, metric: {} child: {}'.format(
+            labelnames, val))
+    for key in val:
+        if not isinstance(key, str) or not METRIC_LABEL_NAME_RE.match(key):
+            raise ValueError('Invalid label metric name: {}'.format(key))
+        if RESERVED_METRIC_LABEL_NAME_RE.match(key):
+            raise ValueError('Reserved label metric name: ' + key)
 
 
 def _validate_labelnames(cls, labelnames):
@@ -119,20 +150,9 @@ class _Metric:
     # seen before, and _resolve_labels the first time and for every error.
 
     def _resolve_labels(self, labelvalues, labelkwargs):
-        if not self._labelnames:
-            raise ValueError('No label names were set when constructing %s' % self)
-        if self._labelvalues:
-            raise ValueError('{} already has labels set ({}); can not chain calls to .labels()'.format(
-                self, dict(zip(self._labelnames, self._labelvalues))))
-        if labelvalues and labelkwargs:
-            raise ValueError("Can't pass both *args and **kwargs")
+        key = _label_key(self, labelvalues, labelkwargs)
         if labelkwargs:
-            if sorted(labelkwargs) != sorted(self._labelnames):
-                raise ValueError('Incorrect label names')
             labelvalues = tuple(labelkwargs[n] for n in self._labelnames)
-        elif len(labelvalues) != len(self._labelnames):
-            raise ValueError('Incorrect label count')
-        key = tuple(str(v) for v in labelvalues)
         with self._lock:
             child = self._children.get(key)
             if child is None:
@@ -178,7 +198,7 @@ class Counter(_Metric, _native.Counter):
         return _context.ExceptionCounter(self, exception)
 
 
-_GAUGE_MODES = {
+GAUGE_MODES = {
     'all': _native.GAUGE_ALL,
     'liveall': _native.GAUGE_LIVEALL,
     'sum': _native.GAUGE_SUM,
@@ -198,7 +218,7 @@ class Gauge(_Metric, _native.Gauge):
 
     _type = 'gauge'
     _native_type = _native.GAUGE
-    _MULTIPROC_MODES = frozenset(_GAUGE_MODES)
+    _MULTIPROC_MODES = frozenset(GAUGE_MODES)
 
     def __init__(self, name, documentation, labelnames=(), namespace='', subsystem='', unit='',
                  registry=None, _labelvalues=None, multiprocess_mode='all'):
@@ -209,7 +229,7 @@ class Gauge(_Metric, _native.Gauge):
         self._child_created(self)
 
     def _gauge_mode(self):
-        return _GAUGE_MODES[self._multiprocess_mode]
+        return GAUGE_MODES[self._multiprocess_mode]
 
     def _child_created(self, child):
         # The last value set wins across workers; an increment has nothing to add to.
@@ -260,3 +280,100 @@ class Summary(_Metric, _native.Summary):
 
     def time(self):
         return _context.Timer(self, 'observe')
+
+
+class _StateMetric:
+    """Info and Enum: naming and .labels() as the other types, on plain Python objects (their
+    writes are rare; the region stores them as gauges, see _statesets)."""
+
+    _type = None
+
+    def __init__(self, name, documentation, labelnames, namespace, subsystem, unit):
+        self._name = _build_full_name(self._type, name, namespace, subsystem, unit)
+        if not METRIC_NAME_RE.match(self._name):
+            raise ValueError('Invalid metric name: ' + self._name)
+        self._labelnames = _validate_labelnames(self, labelnames)
+        self._labelvalues = ()
+        self._documentation = documentation
+        _ensure_attached()
+        self._lock = threading.Lock()
+        self._children = {} if self._labelnames else None
+
+    def labels(self, *labelvalues, **labelkwargs):
+        key = _label_key(self, labelvalues, labelkwargs)
+        with self._lock:
+            child = self._children.get(key)
+            if child is None:
+                child = self.__class__.__new__(self.__class__)
+                child.__dict__.update(self.__dict__)
+                child._labelvalues = key
+                child._children = None
+                child._lock = threading.Lock()
+                child._make_writer()
+                self._children[key] = child
+            return child
+
+    def _raise_if_not_observable(self):
+        if self._labelnames and not self._labelvalues:
+            raise ValueError('%s metric is missing label values' % str(self._type))
+
+    def __str__(self):
+        return f'{self._type}:{self._name}'
+
+    def __repr__(self):
+        cls = type(self)
+        return f'{cls.__module__}.{cls.__name__}({self._name})'
+
+
+class Info(_StateMetric):
+    """info(dict): the gauge `<name>_info` is 1 for these labels. Every info() call of a metric
+    must give the same keys (the family's label names are fixed at the first)."""
+
+    _type = 'info'
+    _reserved_labelnames = ()
+
+    def __init__(self, name, documentation, labelnames=(), namespace='', subsystem='', unit='',
+                 registry=None, _labelvalues=None):
+        super().__init__(name, documentation, labelnames, namespace, subsystem, unit)
+        self._family = _statesets.InfoFamily(self._name, documentation, self._labelnames)
+        self._writer = None
+        if not self._labelnames:
+            self._make_writer()
+
+    def _make_writer(self):
+        self._writer = _statesets.InfoWriter(self._family, self._labelvalues)
+
+    def info(self, val):
+        self._raise_if_not_observable()
+        validate_info(self._labelnames, val)
+        with self._lock:
+            self._writer.info(val)
+
+
+class Enum(_StateMetric):
+    """state(name): which of `states` is current; the gauge `<name>{<name>="<state>"}` is 1 for it
+    and 0 for the others, across workers the state the most recent state() call set."""
+
+    _type = 'stateset'
+    _reserved_labelnames = ()
+
+    def __init__(self, name, documentation, labelnames=(), namespace='', subsystem='', unit='',
+                 registry=None, _labelvalues=None, states=None):
+        if name in labelnames:
+            raise ValueError(f'Overlapping labels for Enum metric: {name}')
+        if not states:
+            raise ValueError(f'No states provided for Enum metric: {name}')
+        super().__init__(name, documentation, labelnames, namespace, subsystem, unit)
+        self._states = [str(s) for s in states]
+        self._family = _statesets.register_enum(self._name, documentation, self._labelnames)
+        self._writer = None
+        if not self._labelnames:
+            self._make_writer()
+
+    def _make_writer(self):
+        self._writer = _statesets.EnumWriter(self._family, self._labelvalues, self._states)
+
+    def state(self, state):
+        self._raise_if_not_observable()
+        with self._lock:
+            self._writer.state(state)

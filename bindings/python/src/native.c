@@ -7,13 +7,19 @@
  * without label values, a negative counter increment, an invalid exemplar); everything else the
  * C data plane takes as is and counts as a drop when it cannot store it.
  *
- * The GIL serialises every call here, so the module state (one client per process) needs no lock.
+ * Each handle also keeps this process's own running value of its series (local), which is what
+ * prometheus_client's value API reads back (get()) for an app's own /metrics route: the region
+ * holds every worker's cells, but only the gateway reads and merges them.
+ *
+ * The GIL serialises every call here, so the module state (one client per process) and the local
+ * values need no lock.
  * After fork() the child keeps every handle: the C client moves it to its own writer slot.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "shmetrics/shmetrics_c.h"
 
@@ -170,11 +176,19 @@ typedef struct {
   PyObject_HEAD shmetrics_family *family;
   int type;
   Py_ssize_t label_count;
+  double *bounds; /* histograms: the finite bucket bounds, for the handles' local counts */
+  Py_ssize_t bound_count;
 } FamilyObject;
+
+static void Family_dealloc(FamilyObject *self) {
+  PyMem_Free(self->bounds);
+  Py_TYPE(self)->tp_free((PyObject *)self);
+}
 
 static PyTypeObject FamilyType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmetrics._native.Family",
     .tp_basicsize = sizeof(FamilyObject),
+    .tp_dealloc = (destructor)Family_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "A family registered in the region (made by register()).",
 };
@@ -187,6 +201,12 @@ typedef struct {
   PyObject *dict;             /* the subclass's attributes */
   PyObject *children;         /* labelled parents: {tuple of label values: child} */
   PyObject *labelnames;       /* labelled parents: the family's label names, a tuple */
+  int type;                   /* the family's, once bound */
+  /* This process's own value: the counter's total, the gauge's value, the sum of observations. */
+  double local;
+  double local_count;    /* summaries and histograms: observations */
+  double *local_buckets; /* histograms: observations per bucket (not cumulative), +Inf last */
+  PyObject *family;      /* histograms: the FamilyObject whose bounds local_buckets follow */
 } HandleObject;
 
 static void Handle_dealloc(HandleObject *self) {
@@ -194,6 +214,8 @@ static void Handle_dealloc(HandleObject *self) {
   Py_CLEAR(self->dict);
   Py_CLEAR(self->children);
   Py_CLEAR(self->labelnames);
+  Py_CLEAR(self->family);
+  PyMem_Free(self->local_buckets);
   Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -201,6 +223,7 @@ static int Handle_traverse(HandleObject *self, visitproc visit, void *arg) {
   Py_VISIT(self->dict);
   Py_VISIT(self->children);
   Py_VISIT(self->labelnames);
+  Py_VISIT(self->family);
   Py_VISIT(Py_TYPE(self));
   return 0;
 }
@@ -209,6 +232,7 @@ static int Handle_clear(HandleObject *self) {
   Py_CLEAR(self->dict);
   Py_CLEAR(self->children);
   Py_CLEAR(self->labelnames);
+  Py_CLEAR(self->family);
   return 0;
 }
 
@@ -364,8 +388,63 @@ static PyObject *Handle_bind(HandleObject *self, PyObject *const *args, Py_ssize
   PyMem_Free(strings);
   PyMem_Free(lens);
   if (rc < 0) return RaiseFromC(rc);
+  if (family->type == SHMETRICS_HISTOGRAM) {
+    double *buckets = PyMem_Calloc((size_t)family->bound_count + 1, sizeof(double));
+    if (buckets == NULL) return PyErr_NoMemory();
+    PyMem_Free(self->local_buckets);
+    self->local_buckets = buckets;
+    Py_INCREF(family);
+    Py_XSETREF(self->family, (PyObject *)family);
+  }
   self->handle = handle;
+  self->type = family->type;
+  self->local = 0;
+  self->local_count = 0;
   Py_RETURN_NONE;
+}
+
+/* _local(): this process's own value of the series. A float for counters and gauges; (count,
+ * sum) for summaries; (per-bucket counts with +Inf last, sum) for histograms. */
+static PyObject *Handle_local(HandleObject *self, PyObject *unused) {
+  (void)unused;
+  if (self->handle == NULL) return PyFloat_FromDouble(0);
+  if (self->local_buckets != NULL) {
+    const Py_ssize_t n = ((FamilyObject *)self->family)->bound_count + 1;
+    PyObject *counts = PyTuple_New(n);
+    if (counts == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject *c = PyFloat_FromDouble(self->local_buckets[i]);
+      if (c == NULL) {
+        Py_DECREF(counts);
+        return NULL;
+      }
+      PyTuple_SET_ITEM(counts, i, c);
+    }
+    return Py_BuildValue("(Nd)", counts, self->local);
+  }
+  if (self->type == SHMETRICS_SUMMARY) {
+    return Py_BuildValue("(dd)", self->local_count, self->local);
+  }
+  return PyFloat_FromDouble(self->local);
+}
+
+/* The local count of `v` in a histogram's buckets: the first bound >= v, as the region's
+ * buckets are (le); NaN is in none, as in prometheus_client. */
+static void CountLocally(HandleObject *self, double v) {
+  self->local += v;
+  ++self->local_count;
+  if (self->local_buckets == NULL || v != v) return;
+  const FamilyObject *family = (const FamilyObject *)self->family;
+  Py_ssize_t lo = 0, hi = family->bound_count;
+  while (lo < hi) {
+    const Py_ssize_t mid = lo + (hi - lo) / 2;
+    if (family->bounds[mid] < v) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  ++self->local_buckets[lo];
 }
 
 static PyObject *Handle_set_no_add(HandleObject *self, PyObject *arg) {
@@ -381,9 +460,11 @@ static PyObject *Handle_set_no_add(HandleObject *self, PyObject *arg) {
        "_bind(family, values): make this object the series of `values`."},                 \
       {"_set_children", (PyCFunction)(void (*)(void))Handle_set_children, METH_FASTCALL,   \
        "_set_children(children, labelnames): the cache labels() reads."},                  \
+      {"_set_no_add", (PyCFunction)Handle_set_no_add, METH_O,                              \
+       "Refuse inc/dec (gauges in a mostrecent mode)."},                                   \
   {                                                                                        \
-    "_set_no_add", (PyCFunction)Handle_set_no_add, METH_O,                                 \
-        "Refuse inc/dec (gauges in a mostrecent mode)."                                    \
+    "_local", (PyCFunction)Handle_local, METH_NOARGS,                                      \
+        "This process's own value of the series (what prometheus_client's get() reads)."   \
   }
 
 /* Hot path: each write is one call into libshmetrics (a few ns, no lock, no syscall). */
@@ -411,6 +492,23 @@ static PyObject *Counter_inc(HandleObject *self, PyObject *const *args, Py_ssize
   } else {
     shmetrics_counter_add(self->handle, amount);
   }
+  self->local += amount;
+  Py_RETURN_NONE;
+}
+
+/* _set_exemplar(amount, labels): the exemplar of an increment of `amount` made just before, for
+ * prometheus_client's value API, which adds and attaches the exemplar in two calls. */
+static PyObject *Counter_set_exemplar(HandleObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  double amount = 0;
+  if (nargs != 2) {
+    PyErr_SetString(PyExc_TypeError, "_set_exemplar(amount, labels: dict)");
+    return NULL;
+  }
+  if (ToDouble(args[0], &amount) < 0) return NULL;
+  if (self->handle == NULL) return RaiseMissingLabels("counter");
+  ExemplarLabels labels;
+  if (ParseExemplar(args[1], &labels) < 0) return NULL;
+  shmetrics_counter_set_exemplar(self->handle, amount, labels.count, labels.names, labels.values);
   Py_RETURN_NONE;
 }
 
@@ -425,6 +523,7 @@ static PyObject *Gauge_inc(HandleObject *self, PyObject *const *args, Py_ssize_t
   if (self->handle == NULL) return RaiseMissingLabels("gauge");
   if (self->no_add) return RaiseNoAdd();
   shmetrics_gauge_add(self->handle, amount);
+  self->local += amount;
   Py_RETURN_NONE;
 }
 
@@ -434,6 +533,7 @@ static PyObject *Gauge_dec(HandleObject *self, PyObject *const *args, Py_ssize_t
   if (self->handle == NULL) return RaiseMissingLabels("gauge");
   if (self->no_add) return RaiseNoAdd();
   shmetrics_gauge_add(self->handle, -amount);
+  self->local -= amount;
   Py_RETURN_NONE;
 }
 
@@ -442,13 +542,18 @@ static PyObject *Gauge_set(HandleObject *self, PyObject *const *args, Py_ssize_t
   if (ParseAmount(args, nargs, 1, &value) < 0) return NULL;
   if (self->handle == NULL) return RaiseMissingLabels("gauge");
   shmetrics_gauge_set(self->handle, value);
+  self->local = value;
   Py_RETURN_NONE;
 }
 
 static PyObject *Gauge_set_to_current_time(HandleObject *self, PyObject *unused) {
   (void)unused;
   if (self->handle == NULL) return RaiseMissingLabels("gauge");
-  shmetrics_gauge_set_to_current_time(self->handle);
+  /* The time is read here rather than by the C client so that the local value is the same. */
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  self->local = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+  shmetrics_gauge_set(self->handle, self->local);
   Py_RETURN_NONE;
 }
 
@@ -470,6 +575,7 @@ static PyObject *Histogram_observe(HandleObject *self, PyObject *const *args, Py
   } else {
     shmetrics_histogram_observe(self->handle, amount);
   }
+  CountLocally(self, amount);
   Py_RETURN_NONE;
 }
 
@@ -478,12 +584,15 @@ static PyObject *Summary_observe(HandleObject *self, PyObject *const *args, Py_s
   if (ParseAmount(args, nargs, 1, &amount) < 0) return NULL;
   if (self->handle == NULL) return RaiseMissingLabels("summary");
   shmetrics_summary_observe(self->handle, amount);
+  CountLocally(self, amount);
   Py_RETURN_NONE;
 }
 
 static PyMethodDef CounterMethods[] = {
     {"inc", (PyCFunction)(void (*)(void))Counter_inc, METH_FASTCALL | METH_KEYWORDS,
      "inc(amount=1, exemplar=None)"},
+    {"_set_exemplar", (PyCFunction)(void (*)(void))Counter_set_exemplar, METH_FASTCALL,
+     "_set_exemplar(amount, labels): the exemplar of an increment made just before."},
     HANDLE_COMMON_METHODS,
     {NULL, NULL, 0, NULL}};
 
@@ -622,13 +731,20 @@ static PyObject *Register(PyObject *module, PyObject *args) {
   shmetrics_family *family = NULL;
   const int rc = shmetrics_register(g_client, type, name, &opts, &family);
   PyMem_Free(names);
-  PyMem_Free(bounds);
-  if (rc < 0) return RaiseFromC(rc);
+  if (rc < 0) {
+    PyMem_Free(bounds);
+    return RaiseFromC(rc);
+  }
   FamilyObject *result = PyObject_New(FamilyObject, &FamilyType);
-  if (result == NULL) return NULL;
+  if (result == NULL) {
+    PyMem_Free(bounds);
+    return NULL;
+  }
   result->family = family;
   result->type = type;
   result->label_count = (Py_ssize_t)opts.label_count;
+  result->bounds = bounds;
+  result->bound_count = (Py_ssize_t)opts.bucket_count;
   return (PyObject *)result;
 }
 

@@ -113,6 +113,11 @@ class Counter {
   // The same with labels known only at run time (the C ABI's parallel arrays).
   void Add(double v, std::span<const ExemplarLabel> exemplar) noexcept {
     Add(v);
+    SetExemplar(v, exemplar);
+  }
+  // The exemplar of an increment of `v` already added: for callers that add and attach the
+  // exemplar in two steps (prometheus_client's value API does).
+  void SetExemplar(double v, std::span<const ExemplarLabel> exemplar) noexcept {
     if (__builtin_expect(dropped_ || !(v >= 0.0), 0)) return;
     const uint32_t offset = family_->exemplar_offset;
     detail::WriteExemplar(region_,

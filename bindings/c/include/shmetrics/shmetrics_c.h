@@ -189,6 +189,11 @@ SHMETRICS_API void shmetrics_counter_add(shmetrics_counter *c, double v);
 SHMETRICS_API void shmetrics_counter_add_exemplar(shmetrics_counter *c, double v, size_t count,
                                                   const char *const *names,
                                                   const char *const *values);
+/* Only the exemplar of an increment of `v` made before (prometheus_client's value API adds and
+ * attaches the exemplar in two calls); labels as in shmetrics_counter_add_exemplar. */
+SHMETRICS_API void shmetrics_counter_set_exemplar(shmetrics_counter *c, double v, size_t count,
+                                                  const char *const *names,
+                                                  const char *const *values);
 
 SHMETRICS_API void shmetrics_gauge_set(shmetrics_gauge *g, double v);
 SHMETRICS_API void shmetrics_gauge_add(shmetrics_gauge *g, double v);
