@@ -45,7 +45,8 @@ import tempfile
 import time
 import timeit
 
-import compare_python_multiprocess as multiprocess_shape
+sys.dont_write_bytecode = True  # the import below would write bench/__pycache__ into the tree
+import compare_python_multiprocess as multiprocess_shape  # noqa: E402
 
 MODES = ('single', 'multiprocess', 'backend', 'native')
 MODE_TITLES = {'single': 'single-process', 'multiprocess': 'multiprocess', 'backend': 'backend',
