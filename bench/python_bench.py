@@ -250,10 +250,12 @@ class GatewayProcess:
             if found:
                 self.port = int(found.group(1))
                 return
-            if self.process.poll() is not None or time.monotonic() > deadline:
+            status = self.process.poll()
+            if status is not None or time.monotonic() > deadline:
                 stop_process(self.process)
-                raise RuntimeError('shmetrics-gateway did not start within 10 s: '
-                                   + self.log_text())
+                raise RuntimeError('%s %s: %s' % (
+                    binary, 'exited with status %d' % status if status is not None
+                    else 'did not start within 10 s', self.log_text()))
             time.sleep(0.01)
 
     def log_text(self, raw=False):
@@ -642,4 +644,8 @@ def main():
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RuntimeError as e:  # a failed check or a worker that misbehaved: no traceback needed
+        print('python_bench: error: %s' % e, file=sys.stderr)
+        sys.exit(1)
