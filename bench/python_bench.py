@@ -27,8 +27,8 @@ Scrape: 10000 counter series (families of 1000, labels route and code: the shape
   number of workers. Best of interleaved rounds.
 
 Prints a table, then `RATIO <name> <value>` lines (`n/a` for backend mode when shmetrics has no
-install()); bench/report_ratios.py checks the targets. Exit status 77 (skipped) when
-prometheus_client is not importable.
+install()); bench/report_ratios.py checks the targets. An error (exit 1) when
+prometheus_client is not importable: it is a dependency the scripts install.
 """
 import argparse
 import http.client
@@ -614,9 +614,9 @@ def main():
         try:
             import prometheus_client
         except ImportError:
-            print('skipped: prometheus_client is not importable by %s '
-                  '(apt-get install python3-prometheus-client)' % sys.executable)
-            return 77
+            print('python_bench: error: prometheus_client is not importable by %s '
+                  '(apt-get install python3-prometheus-client)' % sys.executable, file=sys.stderr)
+            return 1
         if args.quick:
             args.rounds, args.target_seconds, args.scrape_rounds = 2, 0.005, 1
             args.dead_batch = min(args.dead_batch, 4)
