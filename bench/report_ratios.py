@@ -1,13 +1,15 @@
 #!/usr/bin/python3
-"""Turns one scripts/bench run into RATIO lines and the issue-3 targets with PASS/MISS.
+"""Turns one scripts/bench run into RATIO lines and the performance targets with PASS/MISS.
 
-  report_ratios.py --benchmark-json FILE [--loadgen1 FILE... --loadgen2 FILE...] [--python FILE]
-                   [--memory FILE]
+  report_ratios.py --benchmark-json FILE [--loadgen1 FILE... --loadgen2 FILE...]
+                   [--python FILE...] [--memory FILE]
 
 --benchmark-json  Google Benchmark's JSON (run with repetitions: medians are used)
 --loadgen1/2      shmetrics-loadgen outputs of the P=1 and P=2 runs (their `total ...` lines);
                   loadgen_scaling_2_vs_1 = median P=2 rate / median P=1 rate
---python          output of compare_python_multiprocess.py (its RATIO lines are passed through)
+--python          outputs of compare_python_multiprocess.py and python_bench.py (their RATIO
+                  lines are passed through, `n/a` for what did not run; PYTHON_TARGETS names the
+                  targets among them)
 --memory          output of `shmetrics_bench --helper=memory` (sparse writers; informational)
 
 Times are median CPU times: the benchmark thread's own time, which other processes on a shared
@@ -24,6 +26,21 @@ import statistics
 import sys
 
 UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+# Targets among the Python scripts' RATIO lines: name -> (op, target). A target whose line is
+# missing or n/a (a mode that is not built) is shown as n/a.
+PYTHON_TARGETS = {
+    "python_write_over_shmetrics": (">=", 100),
+    "python_scrape_over_shmetrics_10000_64": (">=", 100),
+    # python_bench.py: prometheus_client's time over shmetrics' for the same call.
+    "python_multiprocess_child_inc_over_native": (">=", 5),
+    "python_single_child_inc_over_native": (">=", 1),
+    "python_multiprocess_labels_inc_over_native": (">=", 3),
+    "python_single_child_inc_over_backend": (">=", 1),
+    "python_single_labels_inc_over_backend": (">=", 1),
+    "python_single_histogram_observe_over_backend": (">=", 1),
+    "python_scrape_over_gateway_10000_16_dead256": (">=", 100),
+}
 
 
 def medians(path):
@@ -71,7 +88,7 @@ def main():
     ap.add_argument("--benchmark-json", required=True)
     ap.add_argument("--loadgen1", nargs="+")
     ap.add_argument("--loadgen2", nargs="+")
-    ap.add_argument("--python")
+    ap.add_argument("--python", nargs="+")
     ap.add_argument("--memory")
     args = ap.parse_args()
     m = medians(args.benchmark_json)
@@ -121,22 +138,20 @@ def main():
     add("region_used_bytes_per_series_writer", dense.get("used_bytes_per_series_writer"))
 
     python = {}
-    if args.python:
-        with open(args.python) as f:
+    for path in args.python or ():
+        with open(path) as f:
             for line in f:
                 p = line.split()
                 if len(p) == 3 and p[0] == "RATIO":
-                    python[p[1]] = float(p[2])
+                    python[p[1]] = None if p[2] == "n/a" else float(p[2])
     for name, value in python.items():
-        if name == "python_write_over_shmetrics":
-            add(name, value, ">=", 100, "target")
-        elif name == "python_scrape_over_shmetrics_10000_64":
-            add(name, value, ">=", 100, "target")
+        if name in PYTHON_TARGETS:
+            add(name, value, *PYTHON_TARGETS[name], "target")
         else:
             add(name, value)
-    for name in ("python_write_over_shmetrics", "python_scrape_over_shmetrics_10000_64"):
+    for name, (op, target) in PYTHON_TARGETS.items():
         if name not in python:
-            add(name, None, ">=", 100, "target")
+            add(name, None, op, target, "target")
     if args.memory:
         with open(args.memory) as f:
             mem = json.loads(f.read().strip().splitlines()[-1])

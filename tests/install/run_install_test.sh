@@ -4,8 +4,9 @@
 # runs it on a fresh region; builds tests/install/c_consumer (C99, -Werror) twice, with pkg-config
 # and with CMake's shmetrics::c, and runs both on the same region; with PYTHON (the build has the
 # Python package), imports the installed shmetrics package with that interpreter and counts on the
-# same region; then starts the installed gateway on that region and checks that /metrics shows
-# what the consumers counted. Cleans up the region, the gateway and the prefix.
+# same region, and so does a prometheus_client program under the installed shmetrics-run; then
+# starts the installed gateway on that region and checks that /metrics shows what the consumers
+# counted. Cleans up the region, the gateway and the prefix.
 set -euo pipefail
 
 if [[ $# -ne 2 && $# -ne 3 ]]; then
@@ -121,6 +122,13 @@ print(shmetrics.__file__.startswith(prefix + "/"), *library)
   out="$(cd "$tmp" && env -u PYTHONPATH "$prefix/bin/shmetrics-run" --help 2>&1)" ||
     { echo "$out" >&2; fail "the installed shmetrics-run --help exited non-zero"; }
   grep -q -- "--region NAME" <<<"$out" || fail "the installed shmetrics-run --help: ${out}"
+  step "running an unmodified prometheus_client program under the installed shmetrics-run"
+  out="$(cd "$tmp" && env -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1 "$prefix/bin/shmetrics-run" \
+         --region "$region" "$python" -c '
+import prometheus_client
+prometheus_client.Counter("py_launched", "Launched.").inc(2)
+' 2>&1)" || { echo "$out" >&2; fail "the installed shmetrics-run failed"; }
+  [[ -z "$out" ]] || fail "the installed shmetrics-run printed: ${out}"
 fi
 
 # The installed gateway serves what the (now exited) consumers counted.
@@ -168,6 +176,9 @@ if [[ -n "$python" ]]; then
   py_line="$(grep -E '^py_requests_total\{' <<<"$scraped" | grep 'method="GET"' || true)"
   awk '{ exit !($NF == 4) }' <<<"$py_line" ||
     { echo "$scraped" >&2; fail "expected the Python consumer's count of 4, got: ${py_line}"; }
+  py_line="$(grep -E '^py_launched_total ' <<<"$scraped" || true)"
+  awk '{ exit !($NF == 2) }' <<<"$py_line" ||
+    { echo "$scraped" >&2; fail "expected the launched program's count of 2, got: ${py_line}"; }
 fi
 kill -TERM "$gateway_pid"
 gateway_status=0

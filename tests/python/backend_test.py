@@ -22,7 +22,7 @@ def setUpModule():
     unittest.addModuleCleanup(gateway_support.remove_region, region)
     gateway = gateway_support.Gateway(region)
     unittest.addModuleCleanup(gateway.close)
-    shmetrics.install(region)
+    shmetrics.install(region, exemplars=True)
 
 
 import prometheus_client  # noqa: E402  (after install() would matter only for metrics, not here)
@@ -264,6 +264,24 @@ class InstallTest(unittest.TestCase):
         self.assertEqual(code, 0, err)
         self.assertEqual(gateway.wait_for(lambda s: s.get(('be_from_env_total', frozenset())) == 5)
                          .get(('be_from_env_total', frozenset())), 5)
+
+    def test_without_exemplar_storage_an_exemplar_is_dropped_and_counted(self):
+        def dropped():
+            return gateway.value('shmetrics_dropped_updates_total', reason='exemplar') or 0
+        before = dropped()
+        code, err = run_fresh(f'''
+            import shmetrics
+            shmetrics.install({region!r})  # SHMETRICS_EXEMPLARS unset: no exemplar storage
+            import prometheus_client
+            prometheus_client.Counter('be_no_exemplars', 'x').inc(2, exemplar={{'trace_id': 'a'}})
+        ''', SHMETRICS_EXEMPLARS='')
+        self.assertEqual(code, 0, err)
+        self.assertEqual(gateway.wait_for(lambda s: s.get(('be_no_exemplars_total', frozenset()))
+                                          == 2).get(('be_no_exemplars_total', frozenset())), 2)
+        self.assertEqual(dropped(), before + 1)
+        om = gateway.openmetrics_families()['be_no_exemplars']
+        self.assertEqual([s.exemplar for s in om.samples if s.name == 'be_no_exemplars_total'],
+                         [None])
 
     def test_a_conflicting_definition_in_the_region_is_a_value_error(self):
         Gauge('be_conflict_total', 'x')

@@ -19,7 +19,7 @@ def setUpModule():
     unittest.addModuleCleanup(gateway_support.remove_region, region)
     gateway = gateway_support.Gateway(region)
     unittest.addModuleCleanup(gateway.close)
-    shmetrics.attach(region)
+    shmetrics.attach(region, exemplars=True)
 
 
 class NamingTest(unittest.TestCase):

@@ -29,11 +29,12 @@ _MAX_EXEMPLAR_BOUNDS = 23
 _info_families = {}  # Info full name -> _statesets.InfoFamily
 
 
-def install(region=None):
+def install(region=None, exemplars=None):
     """Makes prometheus_client write into the shmetrics region `region` (default: the one named
     by $SHMETRICS_REGION). Call it once, before the app or its libraries create metrics: in
     gunicorn.conf.py, at the top of the app, or let shmetrics-run do it. A second call with the
-    same region does nothing."""
+    same region does nothing. `exemplars` as for shmetrics.attach (default $SHMETRICS_EXEMPLARS,
+    off)."""
     global _installed_region
     if region is None:
         region = os.environ.get('SHMETRICS_REGION')
@@ -49,7 +50,7 @@ def install(region=None):
             return
         from prometheus_client import metrics, values
         _refuse_existing_metrics(metrics)
-        _metrics.attach(region)
+        _metrics.attach(region, exemplars)
         if os.environ.get('PROMETHEUS_MULTIPROC_DIR') or os.environ.get('prometheus_multiproc_dir'):
             warnings.warn('shmetrics.install(): PROMETHEUS_MULTIPROC_DIR is set; shmetrics does '
                           'not use it, and libraries that see it serve an empty '
@@ -84,8 +85,8 @@ def _family(native_type, name, documentation, unit, labelnames, gauge_mode=0, bu
     key = (native_type, name, documentation, unit, tuple(labelnames), gauge_mode, buckets)
     family = _families.get(key)
     if family is None:
-        exemplars = native_type == _native.COUNTER or (
-            native_type == _native.HISTOGRAM and len(buckets) <= _MAX_EXEMPLAR_BOUNDS)
+        exemplars = _metrics.exemplars_enabled() and (native_type == _native.COUNTER or (
+            native_type == _native.HISTOGRAM and len(buckets) <= _MAX_EXEMPLAR_BOUNDS))
         family = _native.register(native_type, name, documentation, unit, tuple(labelnames),
                                   gauge_mode, buckets, exemplars)
         _families[key] = family

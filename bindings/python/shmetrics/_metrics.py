@@ -27,19 +27,40 @@ _native._set_region_error(RegionError)
 
 _region = None
 _region_lock = threading.Lock()
+_exemplars = False  # whether counters and histograms get exemplar storage (attach)
+_TRUE_WORDS = ('1', 'true', 'yes', 'on')
 
 
-def attach(region):
+def _exemplars_from_environment():
+    return os.environ.get('SHMETRICS_EXEMPLARS', '').strip().lower() in _TRUE_WORDS
+
+
+def attach(region, exemplars=None):
     """Attaches this process to `region` (created if no gateway created it yet). Call it before
-    the first metric, or set SHMETRICS_REGION instead; a second call must name the same region."""
-    global _region
+    the first metric, or set SHMETRICS_REGION instead; a second call must name the same region.
+
+    exemplars: whether the counters and histograms this process registers keep exemplar storage
+    (default: $SHMETRICS_EXEMPLARS, off). It costs a 168-byte block per series and worker instead
+    of one 8-byte cell, so it is opt-in; without it an exemplar is dropped and counted
+    (shmetrics_dropped_updates_total{reason="exemplar"}), its value kept. Every process writing a
+    family must agree: the setting is part of the family's definition."""
+    global _region, _exemplars
     with _region_lock:
         if _region is not None:
             if region != _region:
                 raise RegionError(f"already attached to region '{_region}', cannot attach '{region}'")
+            if exemplars is not None and bool(exemplars) != _exemplars:
+                raise ValueError(f"already attached to region '{region}' with exemplars "
+                                 f"{'on' if _exemplars else 'off'}")
             return
         _native.attach(region)
         _region = region
+        _exemplars = _exemplars_from_environment() if exemplars is None else bool(exemplars)
+
+
+def exemplars_enabled():
+    """Whether this process's counters and histograms are registered with exemplar storage."""
+    return _exemplars
 
 
 def _ensure_attached():
@@ -128,7 +149,8 @@ class _Metric:
         _ensure_attached()
         self._family = _native.register(
             self._native_type, self._registered_name(), documentation, unit, self._labelnames,
-            self._gauge_mode(), self._native_buckets(), self._type in ('counter', 'histogram'))
+            self._gauge_mode(), self._native_buckets(),
+            _exemplars and self._type in ('counter', 'histogram'))
         self._lock = threading.Lock()
         self._children = None  # labelled parents only: {tuple of str values: child}
         if self._labelnames:
