@@ -18,6 +18,7 @@ DJANGO_FAMILIES = {
     'django_http_responses_total_by_status': 'counter',
     'django_http_requests_latency_seconds_by_view_method': 'histogram',
     'django_http_requests_latency_including_middlewares_seconds': 'histogram',
+    'django_http_requests_body_total_bytes': 'histogram',
 }
 
 
@@ -29,11 +30,18 @@ class DjangoPrometheusTest(harness.ExpositionChecks, unittest.TestCase):
         self.addCleanup(self.gateway.close)
 
     def test_django_prometheus_counts_every_request_once(self):
+        self.serve_and_check()
+
+    def test_with_exemplar_storage_the_30_bucket_histogram_is_served_too(self):
+        # django_http_requests_body_total_bytes has 30 bounds: more than fit with exemplars.
+        self.serve_and_check(SHMETRICS_EXEMPLARS='1')
+
+    def serve_and_check(self, **env):
         server = harness.start_server(
             lambda port: harness.gunicorn_argv(harness.DJANGO_APP, 'gunicorn.conf.py', port,
                                                workers=WORKERS, worker_class='sync',
                                                preload=True, app='shop.wsgi:application'),
-            harness.server_env(SHMETRICS_REGION=self.region))
+            harness.server_env(SHMETRICS_REGION=self.region, **env))
         self.addCleanup(server.close)
         server.wait_until(lambda: len(server.children()) == WORKERS, 30, f'{WORKERS} workers')
         workload = [harness.Request('GET', '/hello', None, 200)] * REQUESTS
@@ -51,6 +59,9 @@ class DjangoPrometheusTest(harness.ExpositionChecks, unittest.TestCase):
                 REQUESTS,
             ('django_http_requests_before_middlewares_total', frozenset()): REQUESTS,
             ('django_http_responses_before_middlewares_total', frozenset()): REQUESTS,
+            ('django_http_requests_body_total_bytes_count', frozenset()): REQUESTS,
+            ('django_http_requests_body_total_bytes_bucket', frozenset({('le', float('inf'))})):
+                REQUESTS,
         })
         self.assertEqual(harness.sample_sum(
             samples, 'django_http_requests_latency_seconds_by_view_method_count',
