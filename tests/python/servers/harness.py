@@ -330,13 +330,12 @@ class Traffic:
                         raise AssertionError(f'{request.method} {request.path}: status '
                                              f'{response.status}, expected {request.status}')
                     pid = int(response.getheader('X-Worker-Pid', '0'))
+                    closing = response.getheader('Connection', '').lower() == 'close'
                     with self._cond:
                         self.answered[(request.method, request.path, str(response.status))] += 1
                         self.worker_pids[pid] += 1
-                        self._connection_pid[i] = pid
-                        if response.getheader('Connection', '').lower() == 'close':
-                            self._connection_pid[i] = None
-                    if response.getheader('Connection', '').lower() == 'close':
+                        self._connection_pid[i] = None if closing else pid
+                    if closing:  # gunicorn's sync workers answer one request per connection
                         connection.close()
                         connection = None
                     break
