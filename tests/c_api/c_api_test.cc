@@ -163,6 +163,27 @@ TEST(CApiTest, InvalidNameIsEinvalNamingTheMetric) {
   EXPECT_NE(LastError().find("c_bad_mode"), std::string::npos) << LastError();
 }
 
+TEST(CApiTest, HistogramsWithExemplarsHoldAtMostTheAdvertisedBounds) {
+  ScopedRegionName name("c-exbounds");
+  shmetrics_client* c = MustAttach(name.name);
+  const uint32_t most = shmetrics_max_exemplar_histogram_bounds();
+  ASSERT_GT(most, 10u);  // room for prometheus_client's 14 default bounds
+  std::vector<double> bounds;
+  for (uint32_t i = 0; i <= most; ++i) bounds.push_back(i + 1.0);
+  shmetrics_family_opts o = Opts("Bounds.");
+  o.exemplars = 1;
+  o.buckets = bounds.data();
+  o.bucket_count = most;
+  shmetrics_family* f = nullptr;
+  EXPECT_EQ(shmetrics_register(c, SHMETRICS_HISTOGRAM, "c_most_bounds", &o, &f), 0) << LastError();
+  o.bucket_count = most + 1;
+  EXPECT_EQ(shmetrics_register(c, SHMETRICS_HISTOGRAM, "c_too_many_bounds", &o, &f), -EINVAL);
+  EXPECT_NE(LastError().find("c_too_many_bounds"), std::string::npos) << LastError();
+  o.exemplars = 0;  // the same bounds without exemplars fit
+  EXPECT_EQ(shmetrics_register(c, SHMETRICS_HISTOGRAM, "c_too_many_bounds", &o, &f), 0)
+      << LastError();
+}
+
 TEST(CApiTest, ConflictingReRegistrationIsEinvalAndTheSameOneIsTheSameFamily) {
   ScopedRegionName name("c-conflict");
   shmetrics_client* c = MustAttach(name.name);

@@ -365,6 +365,22 @@ class InfoAndEnumTest(unittest.TestCase):
         self.assertEqual(gateway.value('nat_job', job='j1', nat_job='a'), 0)
 
 
+class ExemplarStorageTest(unittest.TestCase):
+    def test_a_histogram_too_wide_for_exemplars_is_registered_without_them(self):
+        bounds = [float(i) for i in range(1, 31)]  # django-prometheus's body sizes have 30
+        with self.assertWarnsRegex(RuntimeWarning, 'registered without exemplars'):
+            h = shmetrics.Histogram('nat_wide_bytes', 'Wide.', buckets=bounds)
+        before = gateway.value('shmetrics_dropped_updates_total', reason='exemplar')
+        h.observe(2.5, exemplar={'trace_id': 'w'})
+        self.assertEqual(gateway.value('nat_wide_bytes_bucket', le='3.0'), 1)
+        self.assertEqual(gateway.value('shmetrics_dropped_updates_total', reason='exemplar'),
+                         before + 1)
+        narrow = shmetrics.Histogram('nat_narrow_bytes', 'Narrow.', buckets=bounds[:10])
+        narrow.observe(2.5, exemplar={'trace_id': 'n'})
+        om = gateway.openmetrics_families()['nat_narrow_bytes']
+        self.assertEqual([s.exemplar.labels for s in om.samples if s.exemplar], [{'trace_id': 'n'}])
+
+
 class AttachTest(unittest.TestCase):
     def test_attach_again_same_region_is_fine_another_raises(self):
         shmetrics.attach(gateway.region)

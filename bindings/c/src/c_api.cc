@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shmetrics/shm/layout.h"
 #include "shmetrics/shmetrics.h"
 #include "shmetrics/shmetrics_c.h"
 
@@ -205,6 +206,10 @@ using namespace shmetrics::c_api;
 extern "C" {
 
 int shmetrics_abi_version(void) { return SHMETRICS_ABI_VERSION; }
+
+uint32_t shmetrics_max_exemplar_histogram_bounds(void) {
+  return shmetrics::shm::kMaxExemplarHistogramBounds;
+}
 
 const char* shmetrics_last_error(void) { return last_error.c_str(); }
 

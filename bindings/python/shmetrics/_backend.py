@@ -22,10 +22,6 @@ from . import _metrics, _native, _statesets
 _install_lock = threading.Lock()
 _installed_region = None
 _families = {}  # (type, name, definition...) -> Family, registered once per process
-# A histogram series with exemplars takes (bounds + 2) + (bounds + 1) * 20 cells of a 512-cell
-# page (shm/layout.h), so exemplars fit up to 23 bounds; libraries use more (django-prometheus's
-# body sizes have 30), and such a family is registered without exemplars rather than refused.
-_MAX_EXEMPLAR_BOUNDS = 23
 _info_families = {}  # Info full name -> _statesets.InfoFamily
 
 
@@ -85,8 +81,7 @@ def _family(native_type, name, documentation, unit, labelnames, gauge_mode=0, bu
     key = (native_type, name, documentation, unit, tuple(labelnames), gauge_mode, buckets)
     family = _families.get(key)
     if family is None:
-        exemplars = _metrics.exemplars_enabled() and (native_type == _native.COUNTER or (
-            native_type == _native.HISTOGRAM and len(buckets) <= _MAX_EXEMPLAR_BOUNDS))
+        exemplars = _metrics.exemplar_storage(native_type, name, buckets or ())
         family = _native.register(native_type, name, documentation, unit, tuple(labelnames),
                                   gauge_mode, buckets, exemplars)
         _families[key] = family

@@ -10,6 +10,7 @@ prometheus_client 0.16 (metrics.py), because code and libraries match on them.
 import os
 import re
 import threading
+import warnings
 
 from . import _context, _native, _statesets
 
@@ -61,6 +62,21 @@ def attach(region, exemplars=None):
 def exemplars_enabled():
     """Whether this process's counters and histograms are registered with exemplar storage."""
     return _exemplars
+
+
+def exemplar_storage(native_type, name, buckets):
+    """Whether the family `name` gets exemplar storage: counters and histograms when exemplars
+    are on, except a histogram with more finite bounds than a series with exemplars can hold in
+    one page (libraries use such: django-prometheus's body sizes have 30). That one is
+    registered without, with a warning; its exemplars are dropped and counted."""
+    if not _exemplars or native_type not in (_native.COUNTER, _native.HISTOGRAM):
+        return False
+    if native_type == _native.HISTOGRAM and len(buckets) > _native.MAX_EXEMPLAR_HISTOGRAM_BOUNDS:
+        warnings.warn(f'shmetrics: histogram {name} has {len(buckets)} finite buckets, more than '
+                      f'the {_native.MAX_EXEMPLAR_HISTOGRAM_BOUNDS} a series with exemplars can '
+                      'hold: registered without exemplars', RuntimeWarning, stacklevel=4)
+        return False
+    return True
 
 
 def _ensure_attached():
@@ -150,7 +166,7 @@ class _Metric:
         self._family = _native.register(
             self._native_type, self._registered_name(), documentation, unit, self._labelnames,
             self._gauge_mode(), self._native_buckets(),
-            _exemplars and self._type in ('counter', 'histogram'))
+            exemplar_storage(self._native_type, self._name, self._native_buckets() or ()))
         self._lock = threading.Lock()
         self._children = None  # labelled parents only: {tuple of str values: child}
         if self._labelnames:

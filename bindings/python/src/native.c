@@ -812,7 +812,9 @@ PyMODINIT_FUNC PyInit__native(void) {
       PyModule_AddIntConstant(m, "GAUGE_MIN", SHMETRICS_GAUGE_MIN) < 0 ||
       PyModule_AddIntConstant(m, "GAUGE_LIVEMIN", SHMETRICS_GAUGE_LIVEMIN) < 0 ||
       PyModule_AddIntConstant(m, "GAUGE_MOSTRECENT", SHMETRICS_GAUGE_MOSTRECENT) < 0 ||
-      PyModule_AddIntConstant(m, "GAUGE_LIVEMOSTRECENT", SHMETRICS_GAUGE_LIVEMOSTRECENT) < 0) {
+      PyModule_AddIntConstant(m, "GAUGE_LIVEMOSTRECENT", SHMETRICS_GAUGE_LIVEMOSTRECENT) < 0 ||
+      PyModule_AddIntConstant(m, "MAX_EXEMPLAR_HISTOGRAM_BOUNDS",
+                              (long)shmetrics_max_exemplar_histogram_bounds()) < 0) {
     Py_DECREF(m);
     return NULL;
   }

@@ -144,6 +144,10 @@ struct shmetrics_family_opts {
   int exemplars;
 };
 
+/* The most finite bucket bounds a classic histogram registered with `exemplars` can have (a
+ * series' cells fit one page); with more, register it without exemplars. */
+SHMETRICS_API uint32_t shmetrics_max_exemplar_histogram_bounds(void);
+
 /* --- Control plane: 0 or a negative errno (see above) ---------------------------------------- */
 
 /* The process-wide attachment to `region`, created on the first call (and the region too if no

@@ -237,6 +237,18 @@ inline constexpr SeriesLayout ComputeSeriesLayout(MetricType type, GaugeMode mod
   return l;
 }
 
+// The most finite bounds a classic histogram with exemplars (and no native part) can have: one
+// series' cells must fit one page. Bindings use it to register a family with more bounds
+// without exemplars instead of refusing it.
+inline constexpr uint32_t kMaxExemplarHistogramBounds =
+    (kCellsPerPage - 2 - kExemplarCells) / (1 + kExemplarCells);
+static_assert(ComputeSeriesLayout(MetricType::kHistogram, GaugeMode::kAll,
+                                  kMaxExemplarHistogramBounds, kFamilyExemplars, 0)
+                      .cells <= kCellsPerPage &&
+              ComputeSeriesLayout(MetricType::kHistogram, GaugeMode::kAll,
+                                  kMaxExemplarHistogramBounds + 1, kFamilyExemplars, 0)
+                      .cells > kCellsPerPage);
+
 using Cell = std::atomic<uint64_t>;
 
 // A string in the arena: byte offset from the arena start, and length.
