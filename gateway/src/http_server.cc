@@ -346,10 +346,8 @@ void Session::OnReadable(Wait wait, beast::error_code ec) {
     return CloseNow();
   }
   if (ec) return CloseNow();  // closed meanwhile, or the socket failed: nobody left to answer
-  // Readable with nothing to read is the client's end of stream (or a reset): close at once,
-  // rather than hold the slot, no longer evictable, through one more read that finds the end.
-  if (!HasUnreadBytes()) return CloseNow();
   if (wait == Wait::kNextRequest) stream_.expires_after(options_.request_timeout);
+  // End of stream reads as readable too; the parser reports it as end_of_stream (OnRead).
   ReadRequest();
 }
 
