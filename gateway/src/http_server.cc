@@ -218,7 +218,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void ReadRequest();
   void AwaitNextRequest();
   void AwaitFirstByte(Wait wait);
-  void OnReadable(Wait wait, beast::error_code ec);
+  void OnIdleRead(Wait wait, beast::error_code ec, std::size_t n);
   void OnHeader(beast::error_code ec, std::size_t n);
   void OnRead(beast::error_code ec, std::size_t n);
   void HandleRequest();
@@ -236,11 +236,6 @@ class Session : public std::enable_shared_from_this<Session> {
   const uint64_t id_;
   beast::tcp_stream stream_;
   int native_fd_ = -1;  // stream_'s descriptor, for HasUnreadBytes from the listener
-  // The idle wait's deadline: tcp_stream times only reads and writes, and the wait is neither.
-  net::steady_timer idle_timer_;
-  uint64_t idle_wait_ = 0;  // numbers the waits, so a stale timer expiry is recognised
-  bool idle_timed_out_ = false;
-  std::chrono::steady_clock::time_point first_request_deadline_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
@@ -253,7 +248,6 @@ Session::Session(tcp::socket&& socket, Listener& listener, uint64_t id)
       options_(listener.options()),
       id_(id),
       stream_(std::move(socket)),
-      idle_timer_(stream_.get_executor()),
       buffer_(std::size_t{options_.header_limit} + options_.body_limit + kPipelineSlack) {
   native_fd_ = stream_.socket().native_handle();
   Bump(listener_.counters().open_connections);
@@ -275,7 +269,6 @@ void Session::Close() {
 
 void Session::CloseNow() {
   closed_ = true;
-  idle_timer_.cancel();
   stream_.close();  // cancels whatever is pending: its handler sees operation_aborted
 }
 
@@ -283,8 +276,7 @@ void Session::Begin() {
   if (closed_) return;
   // A new connection's first request is timed from accept: a client that connects and never
   // sends is the cheapest way to hold a connection slot.
-  first_request_deadline_ = std::chrono::steady_clock::now() + options_.request_timeout;
-  stream_.expires_at(first_request_deadline_);
+  stream_.expires_after(options_.request_timeout);
   AwaitFirstByte(Wait::kFirstRequest);
 }
 
@@ -310,44 +302,27 @@ void Session::AwaitNextRequest() {
 }
 
 // Waiting for a request's first byte is what makes a session idle, and evictable, whether it
-// has served requests before or not. The wait only watches for readability and reads nothing:
-// bytes stay in the socket until the session has left the idle list, so the listener's
-// HasUnreadBytes sees a request that has arrived even while its handler is still queued.
+// has served requests before or not.
 void Session::AwaitFirstByte(Wait wait) {
   if (!listener_.EnterIdle(id_)) return CloseNow();
-  const uint64_t this_wait = ++idle_wait_;
-  idle_timed_out_ = false;
-  // The first request is timed from accept (Begin), a later one from the end of the last answer.
-  if (wait == Wait::kFirstRequest) {
-    idle_timer_.expires_at(first_request_deadline_);
-  } else {
-    idle_timer_.expires_after(options_.idle_timeout);
-  }
-  idle_timer_.async_wait([self = shared_from_this(), this_wait](beast::error_code ec) {
-    if (ec || self->idle_wait_ != this_wait || self->closed_) return;  // cancelled or stale
-    self->idle_timed_out_ = true;
-    beast::error_code ignored;
-    self->stream_.socket().cancel(ignored);  // OnReadable sees operation_aborted
-  });
-  stream_.socket().async_wait(
-      tcp::socket::wait_read,
-      beast::bind_front_handler(&Session::OnReadable, shared_from_this(), wait));
+  stream_.async_read_some(
+      buffer_.prepare(kReadChunk),
+      beast::bind_front_handler(&Session::OnIdleRead, shared_from_this(), wait));
 }
 
-void Session::OnReadable(Wait wait, beast::error_code ec) {
-  ++idle_wait_;  // whatever the timer does from here on is stale
-  idle_timer_.cancel();
+void Session::OnIdleRead(Wait wait, beast::error_code ec, std::size_t n) {
   // Evicted: the listener gave this slot away while the session was idle (counted there). Any
   // bytes that arrived meanwhile are dropped unread, as by any server closing an idle connection.
   if (!listener_.LeaveIdle(id_)) return CloseNow();
-  if (idle_timed_out_) {
-    Bump(wait == Wait::kFirstRequest ? listener_.counters().timeouts
-                                     : listener_.counters().idle_closes);
-    return CloseNow();
+  if (ec) {
+    if (ec == beast::error::timeout) {
+      Bump(wait == Wait::kFirstRequest ? listener_.counters().timeouts
+                                       : listener_.counters().idle_closes);
+    }
+    return CloseNow();  // eof: the client is done; anything else: nobody left to answer
   }
-  if (ec) return CloseNow();  // closed meanwhile, or the socket failed: nobody left to answer
+  buffer_.commit(n);
   if (wait == Wait::kNextRequest) stream_.expires_after(options_.request_timeout);
-  // End of stream reads as readable too; the parser reports it as end_of_stream (OnRead).
   ReadRequest();
 }
 
