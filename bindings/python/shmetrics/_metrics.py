@@ -143,7 +143,25 @@ def _validate_labelnames(cls, labelnames):
     return labelnames
 
 
-class _Metric:
+class _Described:
+    """What every metric shows of itself: prometheus_client's str/repr and its check that a
+    labelled metric is written through a child."""
+
+    __slots__ = ()
+
+    def _raise_if_not_observable(self):
+        if self._labelnames and not self._labelvalues:
+            raise ValueError('%s metric is missing label values' % str(self._type))
+
+    def __str__(self):
+        return f'{self._type}:{self._name}'
+
+    def __repr__(self):
+        cls = type(self)
+        return f'{cls.__module__}.{cls.__name__}({self._name})'
+
+
+class _Metric(_Described):
     """What the four types share: naming, registration and the .labels() cache."""
 
     __slots__ = ()  # the attributes live in the native handle's __dict__
@@ -209,17 +227,6 @@ class _Metric:
 
     def _child_created(self, child):
         pass
-
-    def _raise_if_not_observable(self):
-        if self._labelnames and not self._labelvalues:
-            raise ValueError('%s metric is missing label values' % str(self._type))
-
-    def __str__(self):
-        return f'{self._type}:{self._name}'
-
-    def __repr__(self):
-        cls = type(self)
-        return f'{cls.__module__}.{cls.__name__}({self._name})'
 
 
 class Counter(_Metric, _native.Counter):
@@ -320,7 +327,7 @@ class Summary(_Metric, _native.Summary):
         return _context.Timer(self, 'observe')
 
 
-class _StateMetric:
+class _StateMetric(_Described):
     """Info and Enum: naming and .labels() as the other types, on plain Python objects (their
     writes are rare; the region stores them as gauges, see _statesets)."""
 
@@ -350,17 +357,6 @@ class _StateMetric:
                 child._make_writer()
                 self._children[key] = child
             return child
-
-    def _raise_if_not_observable(self):
-        if self._labelnames and not self._labelvalues:
-            raise ValueError('%s metric is missing label values' % str(self._type))
-
-    def __str__(self):
-        return f'{self._type}:{self._name}'
-
-    def __repr__(self):
-        cls = type(self)
-        return f'{cls.__module__}.{cls.__name__}({self._name})'
 
 
 class Info(_StateMetric):
