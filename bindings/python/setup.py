@@ -66,7 +66,7 @@ class CMakeBuild(build_ext):
                  '-DCMAKE_BUILD_TYPE=Release',
                  '-DSHMETRICS_BUILD_GATEWAY=OFF', '-DSHMETRICS_BUILD_TESTS=OFF',
                  '-DSHMETRICS_BUILD_BENCH=OFF', '-DSHMETRICS_BUILD_EXAMPLES=OFF',
-                 '-DSHMETRICS_BUILD_PYTHON=ON',
+                 '-DSHMETRICS_BUILD_PYTHON=ON', '-DSHMETRICS_BUILD_NODE=OFF',
                  f'-DPython3_EXECUTABLE={python}',
                  '-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON', '-DSHMETRICS_PYTHON_RPATH=$ORIGIN'])
             command = ['cmake', '--build', build, '--target', 'shmetrics_python']

@@ -1,0 +1,349 @@
+'use strict';
+// shmetrics for Node.js: prom-client's Counter, Gauge, Histogram and Summary writing into a
+// shmetrics shared-memory region, which shmetrics-gateway merges over every worker (node:cluster,
+// pm2 cluster mode) and serves as /metrics: no master code, no IPC at scrape time, and a dead
+// worker's counts kept.
+//
+//   const client = require('shmetrics');            // the region: SHMETRICS_REGION, or
+//   client.attach('myapp');                          // attach(name) before the first metric
+//   const requests = new client.Counter({name: 'http_requests_total', help: 'Requests.',
+//                                        labelNames: ['method', 'code']});
+//   requests.labels('GET', '200').inc();             // a resolved child: one N-API call
+//
+// Checks and error texts follow prom-client 15 where code matches on them.
+
+const native = require('./shmetrics.node');
+
+const METRIC_NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+// prom-client's default buckets.
+const DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+// prom-client's cluster `aggregator` for gauges, as the gateway's gauge modes: a dead worker's
+// value leaves the merge, as it leaves prom-client's (which asks only live workers).
+const AGGREGATORS = {
+  sum: native.GAUGE_LIVESUM,
+  min: native.GAUGE_LIVEMIN,
+  max: native.GAUGE_LIVEMAX,
+};
+// The gateway's own mode names (shmetrics' `mode` option, as in the Python package).
+const MODES = {
+  all: native.GAUGE_ALL,
+  liveall: native.GAUGE_LIVEALL,
+  sum: native.GAUGE_SUM,
+  livesum: native.GAUGE_LIVESUM,
+  max: native.GAUGE_MAX,
+  livemax: native.GAUGE_LIVEMAX,
+  min: native.GAUGE_MIN,
+  livemin: native.GAUGE_LIVEMIN,
+  mostrecent: native.GAUGE_MOSTRECENT,
+  livemostrecent: native.GAUGE_LIVEMOSTRECENT,
+};
+
+let attachedRegion = null;
+
+// Attaches this process to `region` (created if no gateway created it yet). Call it before the
+// first metric, or set SHMETRICS_REGION instead; a second call must name the same region.
+function attach(region) {
+  if (typeof region !== 'string' || region === '') {
+    throw new TypeError('shmetrics: attach(region) needs a region name');
+  }
+  if (attachedRegion !== null) {
+    if (region !== attachedRegion) {
+      throw new Error(`shmetrics: already attached to region '${attachedRegion}', cannot attach '${region}'`);
+    }
+    return;
+  }
+  native.attach(region);
+  attachedRegion = region;
+}
+
+function ensureAttached() {
+  if (attachedRegion !== null) return;
+  const region = process.env.SHMETRICS_REGION;
+  if (!region) {
+    throw new Error('shmetrics: no region: set SHMETRICS_REGION or call attach(name) before ' +
+                    'creating the first metric');
+  }
+  attach(region);
+}
+
+// The metrics this process created, by name (prom-client's default registry).
+const metrics = new Map();
+
+class Metric {
+  constructor(config, type, nativeType, registeredName, mode, buckets, reserved) {
+    if (!config || typeof config !== 'object') throw new Error('Missing mandatory config');
+    if (!config.name) throw new Error('Missing mandatory name parameter');
+    if (!config.help) throw new Error('Missing mandatory help parameter');
+    if (!METRIC_NAME_RE.test(config.name)) throw new Error('Invalid metric name');
+    const labelNames = [...(config.labelNames || [])];
+    for (const label of labelNames) {
+      if (typeof label !== 'string' || !LABEL_NAME_RE.test(label) || label.startsWith('__')) {
+        throw new Error('Invalid label name');
+      }
+      if (label === reserved) throw new Error(`${reserved} is a reserved label keyword`);
+    }
+    if (metrics.has(config.name)) {
+      throw new Error(`A metric with the name ${config.name} has already been registered.`);
+    }
+    ensureAttached();
+    this.name = config.name;
+    this.help = config.help;
+    this.type = type;
+    this.labelNames = labelNames;
+    this._nativeType = nativeType;
+    this._family = native.register(nativeType, registeredName, config.help, labelNames, mode,
+                                   buckets);
+    this._series = new Map(); // label values joined by \u0000 -> series
+    metrics.set(config.name, this);
+  }
+
+  // The series of `labels` (an object, or undefined for none): label values are strings, a
+  // missing one is empty, as prom-client prints it; an unknown label name is an error.
+  _seriesOf(labels) {
+    let values;
+    if (labels === undefined || labels === null) {
+      values = this.labelNames.map(() => '');
+    } else {
+      for (const name of Object.keys(labels)) {
+        if (!this.labelNames.includes(name)) {
+          throw new Error(`Added label "${name}" is not included in initial labelset: ` +
+                          JSON.stringify(this.labelNames));
+        }
+      }
+      values = this.labelNames.map((n) => (labels[n] === undefined ? '' : String(labels[n])));
+    }
+    const key = values.join('\u0000');
+    let series = this._series.get(key);
+    if (series === undefined) {
+      series = native.bind(this._nativeType, this._family, values);
+      this._series.set(key, series);
+    }
+    return series;
+  }
+
+  // labels(...values) or labels({name: value}): the child of these values, resolved once.
+  _labelsArg(args) {
+    if (args.length === 1 && args[0] !== null && typeof args[0] === 'object') return args[0];
+    if (args.length !== this.labelNames.length) {
+      throw new Error(`Invalid number of arguments (${args.length}): "${args.join(', ')}" for ` +
+                      `label names: "${this.labelNames.join(', ')}".`);
+    }
+    const labels = {};
+    this.labelNames.forEach((n, i) => { labels[n] = args[i]; });
+    return labels;
+  }
+}
+
+// (labels, value) or (value): prom-client's argument order for inc/dec/set/observe.
+function splitArgs(labels, value, defaultValue) {
+  if (typeof labels === 'number' || labels === undefined) return [undefined, labels ?? defaultValue];
+  return [labels, value ?? defaultValue];
+}
+
+function checkNumber(value) {
+  if (typeof value !== 'number' || Number.isNaN(value)) {
+    throw new TypeError(`Value is not a valid number: ${value}`);
+  }
+}
+
+function checkCounterIncrement(value) {
+  checkNumber(value);
+  if (value < 0) throw new Error('It is not possible to decrease a counter');
+}
+
+function timer(observe) {
+  const start = process.hrtime.bigint();
+  return (endLabels) => {
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    observe(endLabels, seconds);
+    return seconds;
+  };
+}
+
+function mergeLabels(a, b) {
+  return b === undefined ? a : Object.assign({}, a, b);
+}
+
+function nameOf(config) {
+  return config && config.name;
+}
+
+function checkSumAggregator(config, type) {
+  if (config.aggregator !== undefined && config.aggregator !== 'sum') {
+    throw new Error(`shmetrics: a ${type} is always summed over workers; aggregator ` +
+                    `'${config.aggregator}' is for gauges`);
+  }
+}
+
+class Counter extends Metric {
+  constructor(config) {
+    checkSumAggregator(config || {}, 'counter');
+    const name = nameOf(config);
+    super(config, 'counter', native.COUNTER,
+          name && name.endsWith('_total') ? name : `${name}_total`, 0, null);
+  }
+
+  inc(labels, value) {
+    [labels, value] = splitArgs(labels, value, 1);
+    checkCounterIncrement(value);
+    native.counterAdd(this._seriesOf(labels), value);
+  }
+
+  labels(...args) {
+    const series = this._seriesOf(this._labelsArg(args));
+    return {
+      inc(value = 1) {
+        checkCounterIncrement(value);
+        native.counterAdd(series, value);
+      },
+    };
+  }
+}
+
+function gaugeMode(config) {
+  if (config.mode !== undefined) {
+    const mode = MODES[config.mode];
+    if (mode === undefined) throw new Error(`shmetrics: unknown gauge mode '${config.mode}'`);
+    return mode;
+  }
+  const aggregator = config.aggregator === undefined ? 'sum' : config.aggregator;
+  const mode = AGGREGATORS[aggregator];
+  if (mode === undefined) {
+    throw new Error(`shmetrics: aggregator '${aggregator}' has no gauge mode (sum, min and max ` +
+                    'have; or give mode: one of ' + Object.keys(MODES).join(', ') + ')');
+  }
+  return mode;
+}
+
+class Gauge extends Metric {
+  constructor(config) {
+    const mode = gaugeMode(config || {});
+    super(config, 'gauge', native.GAUGE, nameOf(config), mode, null);
+    this._noAdd = mode === native.GAUGE_MOSTRECENT || mode === native.GAUGE_LIVEMOSTRECENT;
+  }
+
+  set(labels, value) {
+    [labels, value] = splitArgs(labels, value, undefined);
+    checkNumber(value);
+    native.gaugeSet(this._seriesOf(labels), value);
+  }
+
+  inc(labels, value) {
+    [labels, value] = splitArgs(labels, value, 1);
+    this._add(this._seriesOf(labels), value);
+  }
+
+  dec(labels, value) {
+    [labels, value] = splitArgs(labels, value, 1);
+    this._add(this._seriesOf(labels), -value);
+  }
+
+  _add(series, value) {
+    checkNumber(value);
+    if (this._noAdd) throw new Error('shmetrics: inc/dec is not allowed in the mostrecent modes');
+    native.gaugeAdd(series, value);
+  }
+
+  setToCurrentTime(labels) {
+    native.gaugeSet(this._seriesOf(labels), Date.now() / 1000);
+  }
+
+  startTimer(labels) {
+    return timer((endLabels, seconds) => this.set(mergeLabels(labels, endLabels) || {}, seconds));
+  }
+
+  labels(...args) {
+    const series = this._seriesOf(this._labelsArg(args));
+    const gauge = this;
+    return {
+      set(value) { checkNumber(value); native.gaugeSet(series, value); },
+      inc(value = 1) { gauge._add(series, value); },
+      dec(value = 1) { gauge._add(series, -value); },
+      setToCurrentTime() { native.gaugeSet(series, Date.now() / 1000); },
+      startTimer() {
+        return timer((endLabels, seconds) => native.gaugeSet(series, seconds));
+      },
+    };
+  }
+}
+
+class Histogram extends Metric {
+  constructor(config) {
+    checkSumAggregator(config || {}, 'histogram');
+    const buckets = [...((config && config.buckets) || DEFAULT_BUCKETS)].filter(
+        (b) => b !== Infinity);
+    for (let i = 1; i < buckets.length; ++i) {
+      if (!(buckets[i - 1] < buckets[i])) throw new Error('shmetrics: buckets must increase');
+    }
+    super(config, 'histogram', native.HISTOGRAM, nameOf(config), 0, buckets, 'le');
+    this.buckets = buckets;
+  }
+
+  observe(labels, value) {
+    [labels, value] = splitArgs(labels, value, undefined);
+    checkNumber(value);
+    native.histogramObserve(this._seriesOf(labels), value);
+  }
+
+  startTimer(labels) {
+    return timer((endLabels, seconds) => this.observe(mergeLabels(labels, endLabels) || {}, seconds));
+  }
+
+  labels(...args) {
+    const series = this._seriesOf(this._labelsArg(args));
+    return {
+      observe(value) { checkNumber(value); native.histogramObserve(series, value); },
+      startTimer() {
+        return timer((endLabels, seconds) => native.histogramObserve(series, seconds));
+      },
+    };
+  }
+}
+
+// Count and sum of observations; the region keeps no quantiles (prom-client's percentiles,
+// maxAgeSeconds and ageBuckets are refused rather than ignored).
+class Summary extends Metric {
+  constructor(config) {
+    checkSumAggregator(config || {}, 'summary');
+    for (const option of ['percentiles', 'maxAgeSeconds', 'ageBuckets']) {
+      if (config && config[option] !== undefined) {
+        throw new Error(`shmetrics: a summary keeps count and sum only; '${option}' is not ` +
+                        'supported (use a Histogram for quantiles)');
+      }
+    }
+    super(config, 'summary', native.SUMMARY, nameOf(config), 0, null, 'quantile');
+  }
+
+  observe(labels, value) {
+    [labels, value] = splitArgs(labels, value, undefined);
+    checkNumber(value);
+    native.summaryObserve(this._seriesOf(labels), value);
+  }
+
+  startTimer(labels) {
+    return timer((endLabels, seconds) => this.observe(mergeLabels(labels, endLabels) || {}, seconds));
+  }
+
+  labels(...args) {
+    const series = this._seriesOf(this._labelsArg(args));
+    return {
+      observe(value) { checkNumber(value); native.summaryObserve(series, value); },
+      startTimer() {
+        return timer((endLabels, seconds) => native.summaryObserve(series, seconds));
+      },
+    };
+  }
+}
+
+// prom-client's default registry, as far as it concerns this process's metrics. Exposition is
+// the gateway's: it serves every worker, merged.
+const register = {
+  getSingleMetric(name) { return metrics.get(name); },
+  getMetricsAsArray() { return [...metrics.values()]; },
+};
+
+module.exports = {
+  attach, Counter, Gauge, Histogram, Summary, register, DEFAULT_BUCKETS,
+};
