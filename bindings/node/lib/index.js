@@ -269,22 +269,18 @@ class Gauge extends Metric {
   }
 }
 
-class Histogram extends Metric {
-  constructor(config) {
-    checkSumAggregator(config || {}, 'histogram');
-    const buckets = [...((config && config.buckets) || DEFAULT_BUCKETS)].filter(
-        (b) => b !== Infinity);
-    for (let i = 1; i < buckets.length; ++i) {
-      if (!(buckets[i - 1] < buckets[i])) throw new Error('shmetrics: buckets must increase');
-    }
-    super(config, 'histogram', native.HISTOGRAM, nameOf(config), 0, buckets, 'le');
-    this.buckets = buckets;
+// What Histogram and Summary share: observe([labels], value), startTimer, and children; they
+// differ in the family they register and the native write.
+class Observed extends Metric {
+  constructor(config, type, nativeType, buckets, reserved, write) {
+    super(config, type, nativeType, nameOf(config), 0, buckets, reserved);
+    this._write = write;
   }
 
   observe(labels, value) {
     [labels, value] = splitArgs(labels, value, undefined);
     checkNumber(value);
-    native.histogramObserve(this._seriesOf(labels), value);
+    this._write(this._seriesOf(labels), value);
   }
 
   startTimer(labels) {
@@ -293,18 +289,30 @@ class Histogram extends Metric {
 
   labels(...args) {
     const series = this._seriesOf(this._labelsArg(args));
+    const write = this._write;
     return {
-      observe(value) { checkNumber(value); native.histogramObserve(series, value); },
-      startTimer() {
-        return timer((endLabels, seconds) => native.histogramObserve(series, seconds));
-      },
+      observe(value) { checkNumber(value); write(series, value); },
+      startTimer() { return timer((endLabels, seconds) => write(series, seconds)); },
     };
+  }
+}
+
+class Histogram extends Observed {
+  constructor(config) {
+    checkSumAggregator(config || {}, 'histogram');
+    const buckets = [...((config && config.buckets) || DEFAULT_BUCKETS)].filter(
+        (b) => b !== Infinity);
+    for (let i = 1; i < buckets.length; ++i) {
+      if (!(buckets[i - 1] < buckets[i])) throw new Error('shmetrics: buckets must increase');
+    }
+    super(config, 'histogram', native.HISTOGRAM, buckets, 'le', native.histogramObserve);
+    this.buckets = buckets;
   }
 }
 
 // Count and sum of observations; the region keeps no quantiles (prom-client's percentiles,
 // maxAgeSeconds and ageBuckets are refused rather than ignored).
-class Summary extends Metric {
+class Summary extends Observed {
   constructor(config) {
     checkSumAggregator(config || {}, 'summary');
     for (const option of ['percentiles', 'maxAgeSeconds', 'ageBuckets']) {
@@ -313,27 +321,7 @@ class Summary extends Metric {
                         'supported (use a Histogram for quantiles)');
       }
     }
-    super(config, 'summary', native.SUMMARY, nameOf(config), 0, null, 'quantile');
-  }
-
-  observe(labels, value) {
-    [labels, value] = splitArgs(labels, value, undefined);
-    checkNumber(value);
-    native.summaryObserve(this._seriesOf(labels), value);
-  }
-
-  startTimer(labels) {
-    return timer((endLabels, seconds) => this.observe(mergeLabels(labels, endLabels) || {}, seconds));
-  }
-
-  labels(...args) {
-    const series = this._seriesOf(this._labelsArg(args));
-    return {
-      observe(value) { checkNumber(value); native.summaryObserve(series, value); },
-      startTimer() {
-        return timer((endLabels, seconds) => native.summaryObserve(series, seconds));
-      },
-    };
+    super(config, 'summary', native.SUMMARY, null, 'quantile', native.summaryObserve);
   }
 }
 
