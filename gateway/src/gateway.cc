@@ -283,7 +283,12 @@ std::string Gateway::Render(Format format) {
 }
 
 HttpResponse Gateway::HandleMetrics(const HttpRequestInfo& request) {
-  return endpoint_->Handle(request, [this](Format format) { return Render(format); });
+  HttpResponse r = endpoint_->Handle(request, [this](Format format) { return Render(format); });
+  // Which region this body is of: a worker that renders its region through the gateway (the Node
+  // package's register.metrics()) checks it, so a gateway of another app cannot answer for it.
+  // Region names are [A-Za-z0-9._-], safe as a header value.
+  r.headers.emplace_back("Shmetrics-Region", options_.region);
+  return r;
 }
 
 HttpResponse Gateway::HandleHealth(const HttpRequestInfo&) {

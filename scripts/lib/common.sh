@@ -3,6 +3,9 @@
 # Source it from bash; it defines functions only and changes no shell options.
 #
 #   shmetrics_ensure_deps   apt-get install the Debian 12 packages that are missing (sudo when not root)
+#   shmetrics_ensure_npm_packages [DIR]
+#                           npm ci the packages the Node tests and benchmarks run against
+#                           (tests/node/npm/package-lock.json) into DIR/npm (default build/)
 #   shmetrics_ensure_build [DIR [CMAKE_ARGS...]]
 #                           configure DIR (default build/, Release) once, then build it; with
 #                           CMAKE_ARGS (scripts/test's sanitizer builds) DIR is configured with
@@ -25,6 +28,10 @@ SHMETRICS_DEB_PACKAGES=(
   python3-pip python3-venv python3-setuptools python3-wheel
   gunicorn python3-uvicorn python3-fastapi python3-django python3-django-prometheus python3-pytest
 )
+# Node.js with its headers (the addon is compiled against them) and npm: taken as they are when
+# `node` is on PATH (these machines have NodeSource's Node 20, which ships both); otherwise
+# Debian's, whose headers are in libnode-dev.
+SHMETRICS_NODE_DEB_PACKAGES=(nodejs libnode-dev npm)
 
 shmetrics_log() { printf '[shmetrics] %s\n' "$*" >&2; }
 shmetrics_die() { printf '[shmetrics] error: %s\n' "$*" >&2; exit 1; }
@@ -41,13 +48,14 @@ shmetrics_as_root() {
 }
 
 shmetrics_ensure_deps() {
-  local missing=() pkg status
-  for pkg in "${SHMETRICS_DEB_PACKAGES[@]}"; do
+  local missing=() pkg status wanted=("${SHMETRICS_DEB_PACKAGES[@]}")
+  command -v node >/dev/null 2>&1 || wanted+=("${SHMETRICS_NODE_DEB_PACKAGES[@]}")
+  for pkg in "${wanted[@]}"; do
     status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
     [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
   done
   if [[ ${#missing[@]} -eq 0 ]]; then
-    shmetrics_log "dependencies: all ${#SHMETRICS_DEB_PACKAGES[@]} packages present"
+    shmetrics_log "dependencies: all ${#wanted[@]} packages present"
     return 0
   fi
   command -v apt-get >/dev/null 2>&1 ||
@@ -58,6 +66,22 @@ shmetrics_ensure_deps() {
   shmetrics_as_root env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
     shmetrics_die "apt-get install failed for: ${missing[*]}"
+}
+
+shmetrics_ensure_npm_packages() {
+  local dir="${1:-${SHMETRICS_BUILD_DIR}}/npm" lock="${SHMETRICS_ROOT}/tests/node/npm/package-lock.json"
+  command -v npm >/dev/null 2>&1 || shmetrics_die "no npm on PATH (Node.js comes with it)"
+  # The lock file installed last is kept beside node_modules: the same lock needs no second npm ci.
+  if [[ -d "${dir}/node_modules" ]] && cmp -s "$lock" "${dir}/installed-lock.json"; then
+    shmetrics_log "npm packages: ${dir#"${SHMETRICS_ROOT}"/}/node_modules is up to date"
+    return 0
+  fi
+  shmetrics_log "npm packages: npm ci into ${dir#"${SHMETRICS_ROOT}"/} (from the npm registry)"
+  mkdir -p "$dir" || shmetrics_die "cannot create ${dir}"
+  cp "${SHMETRICS_ROOT}/tests/node/npm/package.json" "$lock" "$dir/" &&
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2) &&
+    cp "$lock" "${dir}/installed-lock.json" ||
+    shmetrics_die "npm ci in ${dir} failed (it needs the npm registry)"
 }
 
 shmetrics_ensure_build() {

@@ -10,8 +10,14 @@
 //                                        labelNames: ['method', 'code']});
 //   requests.labels('GET', '200').inc();             // a resolved child: one N-API call
 //
-// Checks and error texts follow prom-client 15 where code matches on them.
+// Code that requires prom-client itself (express-prom-bundle, say) gets this module instead once
+// `require('shmetrics').install()` ran, or with `node -r shmetrics/register app.js`.
+// register.metrics() is the region's /metrics as the gateway serves it, for an app that keeps its
+// own route. Checks and error texts follow prom-client 15 where code matches on them.
 
+const http = require('node:http');
+const https = require('node:https');
+const Module = require('node:module');
 const native = require('./shmetrics.node');
 
 const METRIC_NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
@@ -40,14 +46,20 @@ const MODES = {
   livemostrecent: native.GAUGE_LIVEMOSTRECENT,
 };
 
+// Where register.metrics() asks for the region's exposition: the gateway's default address.
+const DEFAULT_GATEWAY_URL = 'http://127.0.0.1:9716/metrics';
+
 let attachedRegion = null;
+let gatewayUrl = null; // set by attach({gatewayUrl}); else SHMETRICS_GATEWAY_URL, else the default
 
 // Attaches this process to `region` (created if no gateway created it yet). Call it before the
 // first metric, or set SHMETRICS_REGION instead; a second call must name the same region.
-function attach(region) {
+// options.gatewayUrl: the gateway's /metrics URL, for register.metrics().
+function attach(region, options = {}) {
   if (typeof region !== 'string' || region === '') {
     throw new TypeError('shmetrics: attach(region) needs a region name');
   }
+  if (options.gatewayUrl !== undefined) gatewayUrl = parseGatewayUrl(options.gatewayUrl, 'gatewayUrl');
   if (attachedRegion !== null) {
     if (region !== attachedRegion) {
       throw new Error(`shmetrics: already attached to region '${attachedRegion}', cannot attach '${region}'`);
@@ -56,6 +68,19 @@ function attach(region) {
   }
   native.attach(region);
   attachedRegion = region;
+}
+
+function parseGatewayUrl(text, from) {
+  let url;
+  try {
+    url = new URL(text);
+  } catch (e) {
+    throw new Error(`shmetrics: ${from} '${text}' is not a URL (e.g. ${DEFAULT_GATEWAY_URL})`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new Error(`shmetrics: ${from} '${text}' must be an http: or https: URL`);
+  }
+  return url;
 }
 
 function ensureAttached() {
@@ -93,10 +118,14 @@ class Metric {
     this.type = type;
     this.labelNames = labelNames;
     this._nativeType = nativeType;
+    this._registeredName = registeredName;
     this._family = native.register(nativeType, registeredName, config.help, labelNames, mode,
                                    buckets);
     this._series = new Map(); // label values joined by \u0000 -> series
     metrics.set(config.name, this);
+    for (const registry of config.registers === undefined ? [register] : config.registers) {
+      if (registry) registry.registerMetric(this);
+    }
   }
 
   // The series of `labels` (an object, or undefined for none): label values are strings, a
@@ -325,13 +354,142 @@ class Summary extends Observed {
   }
 }
 
-// prom-client's default registry, as far as it concerns this process's metrics. Exposition is
-// the gateway's: it serves every worker, merged.
-const register = {
-  getSingleMetric(name) { return metrics.get(name); },
-  getMetricsAsArray() { return [...metrics.values()]; },
-};
+const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
+const GATEWAY_TIMEOUT_MS = 10000;
+
+// The gateway's exposition of the attached region in `contentType`: resolves to the body, rejects
+// naming the URL when no gateway answers, it answers other than 200, or it serves another region.
+function fetchExposition(contentType) {
+  if (attachedRegion === null) {
+    return Promise.reject(new Error('shmetrics: register.metrics() before attach(): no region'));
+  }
+  let url;
+  try {
+    url = gatewayUrl ||
+          (process.env.SHMETRICS_GATEWAY_URL ?
+               parseGatewayUrl(process.env.SHMETRICS_GATEWAY_URL, 'SHMETRICS_GATEWAY_URL') :
+               new URL(DEFAULT_GATEWAY_URL));
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  const accept = contentType === OPENMETRICS_CONTENT_TYPE ? 'application/openmetrics-text;version=1.0.0'
+                                                          : 'text/plain;version=0.0.4';
+  const where = `the gateway at ${url.href} (region '${attachedRegion}')`;
+  return new Promise((resolve, reject) => {
+    const req = (url.protocol === 'https:' ? https : http).get(
+        url, {headers: {Accept: accept}, timeout: GATEWAY_TIMEOUT_MS}, (res) => {
+          const chunks = [];
+          res.on('data', (c) => chunks.push(c));
+          res.on('error', (e) => reject(new Error(`shmetrics: reading ${where}: ${e.message}`)));
+          res.on('end', () => {
+            const body = Buffer.concat(chunks).toString('utf8');
+            if (res.statusCode !== 200) {
+              reject(new Error(`shmetrics: ${where} answered ${res.statusCode}: ${body.trim()}`));
+            } else if (res.headers['shmetrics-region'] !== attachedRegion) {
+              const served = res.headers['shmetrics-region'];
+              reject(new Error(`shmetrics: ${where} serves ` +
+                               (served ? `region '${served}'` : 'no shmetrics region') +
+                               ': set SHMETRICS_GATEWAY_URL or attach(region, {gatewayUrl})'));
+            } else {
+              resolve(body);
+            }
+          });
+        });
+    req.on('timeout', () => req.destroy(new Error(`no answer in ${GATEWAY_TIMEOUT_MS} ms`)));
+    req.on('error', (e) => reject(new Error(
+        `shmetrics: no exposition from ${where}: ${e.message} (is shmetrics-gateway running ` +
+        'there? set SHMETRICS_GATEWAY_URL or attach(region, {gatewayUrl}))')));
+  });
+}
+
+// Only the families named in `names` of a text or OpenMetrics body. A family runs from its
+// `# HELP` line to the next family's; OpenMetrics names a counter without `_total`.
+function selectFamilies(body, names) {
+  const out = [];
+  let keep = false;
+  for (const line of body.split('\n')) {
+    if (line.startsWith('# HELP ')) {
+      const end = line.indexOf(' ', 7);
+      const name = end < 0 ? line.slice(7) : line.slice(7, end);
+      keep = names.has(name) || names.has(`${name}_total`);
+    } else if (line === '# EOF') {
+      keep = true;
+    }
+    if (keep && line !== '') out.push(line);
+  }
+  return out.length ? out.join('\n') + '\n' : '';
+}
+
+const NOT_IN_A_SHARED_REGION =
+    'series in a shared region cannot be removed or reset: they are summed over every worker, ' +
+    'and the gateway keeps the counts of dead ones';
+
+// prom-client's Registry. Every metric lives in the region whatever its `registers`; a registry
+// lists the metrics this process created in it. metrics() is the gateway's exposition of the
+// region: all of it for the default `register`, only this registry's families for another.
+class Registry {
+  constructor(contentType = PROMETHEUS_CONTENT_TYPE) {
+    this.setContentType(contentType);
+    this._metrics = new Map();
+  }
+
+  get contentType() { return this._contentType; }
+
+  setContentType(contentType) {
+    if (contentType !== PROMETHEUS_CONTENT_TYPE && contentType !== OPENMETRICS_CONTENT_TYPE) {
+      throw new Error(`Content type ${contentType} is unsupported`);
+    }
+    this._contentType = contentType;
+  }
+
+  registerMetric(metric) {
+    const existing = this._metrics.get(metric.name);
+    if (existing !== undefined && existing !== metric) {
+      throw new Error(`A metric with the name ${metric.name} has already been registered.`);
+    }
+    this._metrics.set(metric.name, metric);
+  }
+
+  getSingleMetric(name) { return this._metrics.get(name); }
+  getMetricsAsArray() { return [...this._metrics.values()]; }
+
+  async metrics() {
+    const body = await fetchExposition(this._contentType);
+    if (this === register) return body;
+    return selectFamilies(body, new Set(this.getMetricsAsArray().map((m) => m._registeredName)));
+  }
+
+  removeSingleMetric(name) { throw new Error(`shmetrics: removeSingleMetric('${name}'): ${NOT_IN_A_SHARED_REGION}`); }
+  clear() { throw new Error(`shmetrics: register.clear(): ${NOT_IN_A_SHARED_REGION}`); }
+  resetMetrics() { throw new Error(`shmetrics: resetMetrics(): ${NOT_IN_A_SHARED_REGION}`); }
+}
+Registry.PROMETHEUS_CONTENT_TYPE = PROMETHEUS_CONTENT_TYPE;
+Registry.OPENMETRICS_CONTENT_TYPE = OPENMETRICS_CONTENT_TYPE;
+
+const register = new Registry();
+
+// From now on `require('prom-client')` anywhere in this process returns this module, so code
+// written for prom-client (express-prom-bundle, NestJS modules) writes into the region. Refused
+// once prom-client itself is loaded: metrics it made would stay outside the region, unseen.
+function install() {
+  if (Module._resolveFilename.shmetrics) return;
+  const loaded = Object.keys(require.cache).find((f) => f.includes('/node_modules/prom-client/'));
+  if (loaded !== undefined) {
+    throw new Error(`shmetrics: install(): prom-client is already loaded (${loaded}); call ` +
+                    "install() before anything requires 'prom-client', or start node with " +
+                    '-r shmetrics/register');
+  }
+  const resolve = Module._resolveFilename;
+  const self = __filename;
+  Module._resolveFilename = function resolveToShmetrics(request, ...rest) {
+    return request === 'prom-client' ? self : resolve.call(this, request, ...rest);
+  };
+  Module._resolveFilename.shmetrics = true;
+}
 
 module.exports = {
-  attach, Counter, Gauge, Histogram, Summary, register, DEFAULT_BUCKETS,
+  attach, install, Counter, Gauge, Histogram, Summary, Registry, register, DEFAULT_BUCKETS,
+  prometheusContentType: PROMETHEUS_CONTENT_TYPE,
+  openMetricsContentType: OPENMETRICS_CONTENT_TYPE,
 };
