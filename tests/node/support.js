@@ -1,7 +1,8 @@
 'use strict';
 // What the Node tests share: a uniquely named region, the real shmetrics-gateway serving it on a
 // free loopback port, scrapes parsed into {series: value}, and bounded waits. The ctest entry
-// sets SHMETRICS_GATEWAY (the binary) and SHMETRICS_NODE_PACKAGE (the package in the build tree).
+// sets SHMETRICS_GATEWAY (the binary), SHMETRICS_NODE_PACKAGE (the package in the build tree) and
+// NODE_PATH (that package's node_modules, then the npm packages of tests/node/npm).
 
 const childProcess = require('node:child_process');
 const fs = require('node:fs');
@@ -106,4 +107,26 @@ class Gateway {
   }
 }
 
-module.exports = {uniqueRegion, removeRegion, freePort, get, sleep, waitFor, parse, Gateway};
+// An npm package of tests/node/npm (prom-client, express, ...), or an error saying how to get it.
+function requirePeer(name) {
+  return withPeerHint(name, () => require(name));
+}
+
+// The path of a file in such a package ('pm2/package.json').
+function resolvePeer(request) {
+  return withPeerHint(request, () => require.resolve(request));
+}
+
+function withPeerHint(request, load) {
+  try {
+    return load();
+  } catch (e) {
+    if (e.code !== 'MODULE_NOT_FOUND') throw e;
+    throw new Error(`'${request}' not found on NODE_PATH (${process.env.NODE_PATH}): ` +
+                    'scripts/test installs the npm packages of tests/node/npm into <build>/npm ' +
+                    '(shmetrics_ensure_npm_packages in scripts/lib/common.sh)');
+  }
+}
+
+module.exports = {uniqueRegion, removeRegion, freePort, get, sleep, waitFor, parse, Gateway,
+                  requirePeer, resolvePeer};

@@ -403,16 +403,15 @@ function fetchExposition(contentType) {
   });
 }
 
-// Only the families named in `names` of a text or OpenMetrics body. A family runs from its
-// `# HELP` line to the next family's; OpenMetrics names a counter without `_total`.
+// Only the families named in `names` of a text or OpenMetrics body. A family's lines follow its
+// `# TYPE`/`# HELP`/`# UNIT` lines; OpenMetrics names a counter family without `_total`.
 function selectFamilies(body, names) {
   const out = [];
   let keep = false;
   for (const line of body.split('\n')) {
-    if (line.startsWith('# HELP ')) {
-      const end = line.indexOf(' ', 7);
-      const name = end < 0 ? line.slice(7) : line.slice(7, end);
-      keep = names.has(name) || names.has(`${name}_total`);
+    const descriptor = /^# (?:TYPE|HELP|UNIT) ([^ ]+)/.exec(line);
+    if (descriptor !== null) {
+      keep = names.has(descriptor[1]) || names.has(`${descriptor[1]}_total`);
     } else if (line === '# EOF') {
       keep = true;
     }
