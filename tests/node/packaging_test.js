@@ -61,7 +61,7 @@ test('npm pack: a tarball with the addon, its library and the JS, nothing else',
   const packed = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', work,
                                         process.env.SHMETRICS_NODE_PACKAGE], work));
   const files = packed[0].files.map((f) => f.path).sort();
-  assert.deepEqual(files, ['index.js', 'libshmetrics.so.1', 'package.json', 'register.js',
+  assert.deepEqual(files, ['default_metrics.js', 'index.js', 'libshmetrics.so.1', 'package.json', 'register.js',
                            'shmetrics.node']);
   assert.equal(packed[0].name, 'shmetrics');
   const needed = run('readelf', ['-d', path.join(process.env.SHMETRICS_NODE_PACKAGE,

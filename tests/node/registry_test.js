@@ -128,3 +128,43 @@ test('node -r shmetrics/register: the app\'s own require(\'prom-client\') writes
   assert.equal(r.status, 0, String(r.stderr));
   assert.equal((await gateway.samples())['registry_preloaded_total'], 4);
 });
+
+test('collectDefaultMetrics(): process and Node.js metrics, summed or kept as workers merge', async () => {
+  // A worker with default metrics (and a GC forced) that lives until the scrape is done.
+  const worker = childProcess.spawn(process.execPath, ['--expose-gc', '-e', `
+    const c = require(process.env.SHMETRICS_NODE_PACKAGE);
+    c.collectDefaultMetrics({prefix: 'dm_', labels: {app: 'x'}, intervalMs: 100});
+    global.gc();
+    setTimeout(() => console.log(JSON.stringify({rss: process.memoryUsage().rss,
+                                                 cpu: process.cpuUsage()})), 300);
+    process.stdin.resume();
+    process.stdin.on('end', () => process.exit(0));`],
+                                    {stdio: ['pipe', 'pipe', 'inherit']});
+  try {
+    const line = await new Promise((resolve, reject) => {
+      worker.stdout.once('data', (d) => resolve(String(d)));
+      worker.once('exit', (code) => reject(new Error(`the worker exited (${code})`)));
+    });
+    const seen = JSON.parse(line);
+    const s = await gateway.samples();
+    const rss = s['dm_process_resident_memory_bytes{app="x"}'];
+    assert.ok(rss > seen.rss / 2 && rss < seen.rss * 2, `resident ${rss} vs the worker's ${seen.rss}`);
+    const cpu = s['dm_process_cpu_seconds_total{app="x"}'];
+    assert.ok(cpu > 0 && cpu <= (seen.cpu.user + seen.cpu.system) / 1e6 + 1, `cpu ${cpu}`);
+    assert.ok(s['dm_process_open_fds{app="x"}'] > 2);
+    assert.ok(s['dm_nodejs_heap_size_used_bytes{app="x"}'] > 0);
+    assert.ok(Math.abs(s['dm_process_start_time_seconds{app="x"}'] - Date.now() / 1000) < 60);
+    assert.equal(s[`dm_nodejs_version_info{app="x",version="${process.version}",` +
+                   `major="${process.versions.node.split('.')[0]}",` +
+                   `minor="${process.versions.node.split('.')[1]}",` +
+                   `patch="${process.versions.node.split('.')[2]}"}`], 1);
+    assert.ok(s['dm_nodejs_gc_duration_seconds_count{app="x",kind="major"}'] >= 1, 'the forced GC');
+  } finally {
+    worker.stdin.end();
+    await new Promise((resolve) => (worker.exitCode !== null ? resolve() : worker.once('exit', resolve)));
+  }
+  // Gone with its worker: the sizes; kept: its CPU seconds.
+  const s = await gateway.samples();
+  assert.equal(s['dm_process_resident_memory_bytes{app="x"}'], 0);
+  assert.ok(s['dm_process_cpu_seconds_total{app="x"}'] > 0);
+});

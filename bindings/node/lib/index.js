@@ -18,6 +18,7 @@
 const http = require('node:http');
 const https = require('node:https');
 const Module = require('node:module');
+const defaultMetrics = require('./default_metrics.js');
 const native = require('./shmetrics.node');
 
 const METRIC_NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
@@ -487,8 +488,13 @@ function install() {
   Module._resolveFilename.shmetrics = true;
 }
 
+// prom-client's default metrics, merged as workers' metrics can be (default_metrics.js).
+function collectDefaultMetrics(config) {
+  defaultMetrics.collectDefaultMetrics(module.exports, config);
+}
+
 module.exports = {
-  attach, install, Counter, Gauge, Histogram, Summary, Registry, register, DEFAULT_BUCKETS,
+  attach, install, collectDefaultMetrics, Counter, Gauge, Histogram, Summary, Registry, register, DEFAULT_BUCKETS,
   prometheusContentType: PROMETHEUS_CONTENT_TYPE,
   openMetricsContentType: OPENMETRICS_CONTENT_TYPE,
 };
