@@ -140,3 +140,29 @@ test('no region named is a clear error', () => {
   assert.equal(r.status, 3, String(r.stderr));
   assert.match(String(r.stderr), /no region: set SHMETRICS_REGION or call attach\(name\)/);
 });
+
+test('series the region has no room for: updates dropped and counted, the worker goes on',
+     async () => {
+  const small = support.uniqueRegion('api-full');
+  const smallGateway = await support.Gateway.start(small, ['--max-series', '64']);
+  try {
+    const r = childProcess.spawnSync(process.execPath, ['-e', `
+      const c = require(process.env.SHMETRICS_NODE_PACKAGE);
+      const k = new c.Counter({name: 'api_full_total', help: 'x', labelNames: ['i']});
+      for (let i = 0; i < 100; ++i) k.inc({i: String(i)});
+      k.inc({i: '0'}, 5);  // a series that has room still counts
+      console.log('done');`], {env: {...process.env, SHMETRICS_REGION: small}, timeout: 30000});
+    assert.equal(r.status, 0, String(r.stderr));
+    assert.equal(String(r.stdout), 'done\n');
+    const s = await support.waitFor(async () => {
+      const samples = await smallGateway.samples();
+      return samples['shmetrics_dropped_updates_total{reason="region_full"}'] > 0 && samples;
+    }, 'the drops counted');
+    const served = Object.keys(s).filter((k) => k.startsWith('api_full_total{'));
+    assert.equal(s['api_full_total{i="0"}'], 6);
+    assert.equal(s['shmetrics_dropped_updates_total{reason="region_full"}'], 100 - served.length);
+  } finally {
+    smallGateway.stop();
+    support.removeRegion(small);
+  }
+});

@@ -11,7 +11,8 @@ const support = require('./support');
 
 const HITS = 'http_requests_total{path="/hit"}';
 // express-prom-bundle's histogram of the same requests.
-const HIT_DURATIONS = 'http_request_duration_seconds_count{status_code="200",method="GET",path="/hit"}';
+const HIT_DURATIONS =
+    'http_request_duration_seconds_count{status_code="200",method="GET",path="/hit"}';
 
 // One request on a new connection: true when answered 200 with the body 'ok'.
 function hit(port, urlPath) {

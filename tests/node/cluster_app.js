@@ -14,7 +14,8 @@ for (let i = 0; i < workers; ++i) cluster.fork();
 cluster.on('message', (worker, message) => {
   if (message === 'listening') console.log(`listening ${worker.process.pid}`);
 });
-cluster.on('exit', () => setTimeout(() => cluster.fork(), Number(process.env.REFORK_DELAY_MS || 0)));
+const reforkDelayMs = Number(process.env.REFORK_DELAY_MS || 0);
+cluster.on('exit', () => setTimeout(() => cluster.fork(), reforkDelayMs));
 process.on('SIGTERM', () => {
   cluster.removeAllListeners('exit');
   for (const w of Object.values(cluster.workers)) w.process.kill('SIGKILL');

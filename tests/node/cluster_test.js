@@ -45,4 +45,5 @@ test('N requests over four workers are N in the gateway and in the app\'s own /m
 
 test('a worker SIGKILLed mid-traffic: counters never go down, totals stay exact', () =>
   checks.checkKilledWorkerKeepsItsCounts(
-      gateway, appPort, () => support.waitFor(() => listening >= 5, 'the replacement worker', 30000)));
+      gateway, appPort,
+      () => support.waitFor(() => listening >= 5, 'the replacement worker', 30000)));

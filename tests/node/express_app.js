@@ -5,8 +5,8 @@
 // worker writes into the region SHMETRICS_REGION, and express-prom-bundle's /metrics route serves
 // the region as the gateway (SHMETRICS_GATEWAY_URL) merges it.
 //
-// GET /hit counts a request, GET /healthz does not; GET /die makes the worker that receives it SIGKILL itself (so no
-// other request of that worker is halfway through its handler).
+// GET /hit counts a request, GET /healthz does not; GET /die makes the worker that receives it
+// SIGKILL itself (so no other request of that worker is halfway through its handler).
 
 const express = require('express');
 const promBundle = require('express-prom-bundle');

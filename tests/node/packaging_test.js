@@ -61,21 +61,22 @@ test('npm pack: a tarball with the addon, its library and the JS, nothing else',
   const packed = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', work,
                                         process.env.SHMETRICS_NODE_PACKAGE], work));
   const files = packed[0].files.map((f) => f.path).sort();
-  assert.deepEqual(files, ['default_metrics.js', 'index.js', 'libshmetrics.so.1', 'package.json', 'register.js',
-                           'shmetrics.node']);
+  assert.deepEqual(files, ['default_metrics.js', 'index.js', 'libshmetrics.so.1', 'package.json',
+                           'register.js', 'shmetrics.node']);
   assert.equal(packed[0].name, 'shmetrics');
   const needed = run('readelf', ['-d', path.join(process.env.SHMETRICS_NODE_PACKAGE,
                                                  'shmetrics.node')], work);
   assert.match(needed, /RUNPATH.*\[\$ORIGIN\]/, 'the addon finds its library beside it only');
 });
 
-test('npm install <tarball> and npm install <dir>, offline: require(\'shmetrics\') counts', async () => {
+test('npm install <tarball> and <dir>, offline: require(\'shmetrics\') counts', async () => {
   const tarball = path.join(work, 'shmetrics-0.1.0.tgz');
   assert.ok(fs.existsSync(tarball), 'the tarball of the test before');
   const fromTarball = appWith('app-tarball', tarball);
   // A tarball is unpacked: a copy, with no link back to the build tree.
   assert.ok(!fs.lstatSync(path.join(fromTarball, 'node_modules', 'shmetrics')).isSymbolicLink());
-  assert.equal(countIn(fromTarball, 2), path.join(fromTarball, 'node_modules', 'shmetrics', 'index.js'));
+  assert.equal(countIn(fromTarball, 2),
+               path.join(fromTarball, 'node_modules', 'shmetrics', 'index.js'));
   // A directory is linked: the app runs the build tree's package.
   const fromDir = appWith('app-dir', process.env.SHMETRICS_NODE_PACKAGE);
   assert.equal(countIn(fromDir, 3), path.join(process.env.SHMETRICS_NODE_PACKAGE, 'index.js'));

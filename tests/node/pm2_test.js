@@ -24,7 +24,8 @@ function pm2(...args) {
                                    {env: {...process.env, PM2_HOME: pm2Home}, timeout: 30000,
                                     encoding: 'utf8'});
   if (r.error || r.status !== 0) {
-    throw new Error(`pm2 ${args.join(' ')}: ${r.error || `exit ${r.status}`}\n${r.stdout}${r.stderr}`);
+    throw new Error(`pm2 ${args.join(' ')}: ${r.error || `exit ${r.status}`}\n` +
+                    `${r.stdout}${r.stderr}`);
   }
   return r.stdout;
 }

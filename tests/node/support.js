@@ -70,13 +70,15 @@ function parse(body) {
 }
 
 class Gateway {
-  static async start(region) {
+  // `args`: more gateway flags (region capacities: it creates the region).
+  static async start(region, args = []) {
     const gw = new Gateway();
     for (let attempt = 0; attempt < 5; ++attempt) {
       gw.port = await freePort();
       gw.log = '';
       gw.process = childProcess.spawn(process.env.SHMETRICS_GATEWAY,
-                                      ['--region', region, '--listen', `127.0.0.1:${gw.port}`],
+                                      ['--region', region, '--listen', `127.0.0.1:${gw.port}`,
+                                       ...args],
                                       {stdio: ['ignore', 'pipe', 'pipe']});
       gw.process.stdout.on('data', (d) => { gw.log += d; });
       gw.process.stderr.on('data', (d) => { gw.log += d; });

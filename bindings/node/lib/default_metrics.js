@@ -37,7 +37,8 @@ function collectDefaultMetrics(client, config = {}) {
                     'integer of at least 100');
   }
   const make = (Type, name, help, {labelNames: more = [], ...options} = {}) =>
-    new Type({name: prefix + name, help, labelNames: [...labelNames, ...more], registers, ...options});
+    new Type({name: prefix + name, help, labelNames: [...labelNames, ...more], registers,
+              ...options});
 
   const cpuUser = make(client.Counter, 'process_cpu_user_seconds_total',
                        'Total user CPU time spent in seconds.').labels(labels);
@@ -53,7 +54,8 @@ function collectDefaultMetrics(client, config = {}) {
   const virtual = sized('process_virtual_memory_bytes', 'Virtual memory size in bytes.');
   const heap = sized('process_heap_bytes', 'Process heap size in bytes.');
   const fds = sized('process_open_fds', 'Number of open file descriptors.');
-  const heapTotal = sized('nodejs_heap_size_total_bytes', 'Process heap size from Node.js in bytes.');
+  const heapTotal = sized('nodejs_heap_size_total_bytes',
+                          'Process heap size from Node.js in bytes.');
   const heapUsed = sized('nodejs_heap_size_used_bytes',
                          'Process heap size used from Node.js in bytes.');
   const external = sized('nodejs_external_memory_bytes',
@@ -71,7 +73,8 @@ function collectDefaultMetrics(client, config = {}) {
        {mode: 'livemax', labelNames: ['version', 'major', 'minor', 'patch']})
       .set({...labels, version: process.version, major, minor, patch}, 1);
   const gc = make(client.Histogram, 'nodejs_gc_duration_seconds',
-                  'Garbage collection duration by kind, one of major, minor, incremental or weakcb.',
+                  'Garbage collection duration by kind, one of major, minor, incremental or ' +
+                  'weakcb.',
                   {labelNames: ['kind'], buckets: config.gcDurationBuckets || DEFAULT_GC_BUCKETS});
 
   const gcKinds = {
@@ -89,7 +92,8 @@ function collectDefaultMetrics(client, config = {}) {
     }
   }).observe({entryTypes: ['gc']});
 
-  const lag = perfHooks.monitorEventLoopDelay({resolution: config.eventLoopMonitoringPrecision || 10});
+  const lag =
+      perfHooks.monitorEventLoopDelay({resolution: config.eventLoopMonitoringPrecision || 10});
   lag.enable();
 
   startTime.set(Math.round(Date.now() / 1000 - process.uptime()));

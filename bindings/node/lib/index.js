@@ -60,10 +60,13 @@ function attach(region, options = {}) {
   if (typeof region !== 'string' || region === '') {
     throw new TypeError('shmetrics: attach(region) needs a region name');
   }
-  if (options.gatewayUrl !== undefined) gatewayUrl = parseGatewayUrl(options.gatewayUrl, 'gatewayUrl');
+  if (options.gatewayUrl !== undefined) {
+    gatewayUrl = parseGatewayUrl(options.gatewayUrl, 'gatewayUrl');
+  }
   if (attachedRegion !== null) {
     if (region !== attachedRegion) {
-      throw new Error(`shmetrics: already attached to region '${attachedRegion}', cannot attach '${region}'`);
+      throw new Error(`shmetrics: already attached to region '${attachedRegion}', cannot ` +
+                      `attach '${region}'`);
     }
     return;
   }
@@ -168,7 +171,9 @@ class Metric {
 
 // (labels, value) or (value): prom-client's argument order for inc/dec/set/observe.
 function splitArgs(labels, value, defaultValue) {
-  if (typeof labels === 'number' || labels === undefined) return [undefined, labels ?? defaultValue];
+  if (typeof labels === 'number' || labels === undefined) {
+    return [undefined, labels ?? defaultValue];
+  }
   return [labels, value ?? defaultValue];
 }
 
@@ -314,7 +319,8 @@ class Observed extends Metric {
   }
 
   startTimer(labels) {
-    return timer((endLabels, seconds) => this.observe(mergeLabels(labels, endLabels) || {}, seconds));
+    return timer(
+        (endLabels, seconds) => this.observe(mergeLabels(labels, endLabels) || {}, seconds));
   }
 
   labels(...args) {
@@ -361,9 +367,13 @@ const GATEWAY_TIMEOUT_MS = 10000;
 
 // The gateway's exposition of the attached region in `contentType`: resolves to the body, rejects
 // naming the URL when no gateway answers, it answers other than 200, or it serves another region.
+// A process that has no metrics of its own (a cluster primary) need not attach: the region is
+// then SHMETRICS_REGION's.
 function fetchExposition(contentType) {
-  if (attachedRegion === null) {
-    return Promise.reject(new Error('shmetrics: register.metrics() before attach(): no region'));
+  const region = attachedRegion || process.env.SHMETRICS_REGION;
+  if (!region) {
+    return Promise.reject(new Error('shmetrics: register.metrics(): no region: set ' +
+                                    'SHMETRICS_REGION or call attach(name)'));
   }
   let url;
   try {
@@ -374,9 +384,9 @@ function fetchExposition(contentType) {
   } catch (e) {
     return Promise.reject(e);
   }
-  const accept = contentType === OPENMETRICS_CONTENT_TYPE ? 'application/openmetrics-text;version=1.0.0'
-                                                          : 'text/plain;version=0.0.4';
-  const where = `the gateway at ${url.href} (region '${attachedRegion}')`;
+  const accept = contentType === OPENMETRICS_CONTENT_TYPE ?
+                     'application/openmetrics-text;version=1.0.0' : 'text/plain;version=0.0.4';
+  const where = `the gateway at ${url.href} (region '${region}')`;
   return new Promise((resolve, reject) => {
     const req = (url.protocol === 'https:' ? https : http).get(
         url, {headers: {Accept: accept}, timeout: GATEWAY_TIMEOUT_MS}, (res) => {
@@ -387,7 +397,7 @@ function fetchExposition(contentType) {
             const body = Buffer.concat(chunks).toString('utf8');
             if (res.statusCode !== 200) {
               reject(new Error(`shmetrics: ${where} answered ${res.statusCode}: ${body.trim()}`));
-            } else if (res.headers['shmetrics-region'] !== attachedRegion) {
+            } else if (res.headers['shmetrics-region'] !== region) {
               const served = res.headers['shmetrics-region'];
               reject(new Error(`shmetrics: ${where} serves ` +
                                (served ? `region '${served}'` : 'no shmetrics region') +
@@ -460,7 +470,9 @@ class Registry {
     return selectFamilies(body, new Set(this.getMetricsAsArray().map((m) => m._registeredName)));
   }
 
-  removeSingleMetric(name) { throw new Error(`shmetrics: removeSingleMetric('${name}'): ${NOT_IN_A_SHARED_REGION}`); }
+  removeSingleMetric(name) {
+    throw new Error(`shmetrics: removeSingleMetric('${name}'): ${NOT_IN_A_SHARED_REGION}`);
+  }
   clear() { throw new Error(`shmetrics: register.clear(): ${NOT_IN_A_SHARED_REGION}`); }
   resetMetrics() { throw new Error(`shmetrics: resetMetrics(): ${NOT_IN_A_SHARED_REGION}`); }
 }
@@ -468,6 +480,27 @@ Registry.PROMETHEUS_CONTENT_TYPE = PROMETHEUS_CONTENT_TYPE;
 Registry.OPENMETRICS_CONTENT_TYPE = OPENMETRICS_CONTENT_TYPE;
 
 const register = new Registry();
+
+// prom-client's AggregatorRegistry, for a cluster primary that still serves the cluster's
+// metrics: clusterMetrics() is the gateway's merge of the region, with no IPC to the workers
+// (which need not, and do not, answer the primary).
+class AggregatorRegistry extends Registry {
+  clusterMetrics() { return fetchExposition(this.contentType); }
+  static setRegistries() {}
+}
+
+// prom-client's bucket generators, with its error texts.
+function linearBuckets(start, width, count) {
+  if (count < 1) throw new Error('Linear buckets needs a positive count');
+  return Array.from({length: count}, (_, i) => start + i * width);
+}
+
+function exponentialBuckets(start, factor, count) {
+  if (start <= 0) throw new Error('Exponential buckets needs a positive start');
+  if (count < 1) throw new Error('Exponential buckets needs a positive count');
+  if (factor <= 1) throw new Error('Exponential buckets needs a factor greater than 1');
+  return Array.from({length: count}, (_, i) => start * factor ** i);
+}
 
 // From now on `require('prom-client')` anywhere in this process returns this module, so code
 // written for prom-client (express-prom-bundle, NestJS modules) writes into the region. Refused
@@ -494,7 +527,9 @@ function collectDefaultMetrics(config) {
 }
 
 module.exports = {
-  attach, install, collectDefaultMetrics, Counter, Gauge, Histogram, Summary, Registry, register, DEFAULT_BUCKETS,
+  attach, install, collectDefaultMetrics, Counter, Gauge, Histogram, Summary, Registry, register,
+  AggregatorRegistry, linearBuckets, exponentialBuckets, DEFAULT_BUCKETS,
+  validateMetricName: (name) => METRIC_NAME_RE.test(name),
   prometheusContentType: PROMETHEUS_CONTENT_TYPE,
   openMetricsContentType: OPENMETRICS_CONTENT_TYPE,
 };
