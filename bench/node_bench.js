@@ -462,7 +462,9 @@ async function measureScrape(args, deps, workers, dead) {
     await Promise.all(promWorkers.map(stopWorker));
 
     if (dead > 0) {
-      // Alone on the machine now: the scrape before and after `dead` workers came and went.
+      // Alone on the machine now: the scrape before and after `dead` workers came and went. The
+      // first GETs after the prom-client workers exited are not kept.
+      await gatewayScrapes(gateway, args.gatewayScrapes);
       const before = await gatewayScrapes(gateway, args.scrapeRounds * args.gatewayScrapes);
       const folded = Date.now();
       for (let done = 0; done < dead;) {
@@ -539,12 +541,12 @@ const USAGE = `Usage: node bench/node_bench.js [options]
                        default: NODE_PATH
   --gateway BIN        the shmetrics-gateway binary (required)
   --quick              small and short: a smoke run of every step
-  --rounds N           alternated write rounds (median of; default 9)
-  --target-ms MS       length of one timed repeat of one statement (default 40)
+  --rounds N           alternated write rounds (median of; default 11)
+  --target-ms MS       length of one timed repeat of one statement (default 50)
   --series N           scrape: counter series (default 10000)
   --workers N,N        scrape: worker counts (default 4,16)
-  --scrape-rounds N    scrape rounds: one clusterMetrics() and --gateway-scrapes GETs each (default 7)
-  --gateway-scrapes N  GETs per scrape round (default 5)
+  --scrape-rounds N    scrape rounds: one clusterMetrics() and --gateway-scrapes GETs each (default 9)
+  --gateway-scrapes N  GETs per scrape round (default 10)
   --dead N             workers that write and exit at the largest worker count (default 64; 0: skip)
   --dead-batch N       of those, how many run at once (default 16)
   --help               this text
@@ -555,9 +557,14 @@ function usageError(message) {
   process.exit(2);
 }
 
+function missing(message) {
+  process.stderr.write(`node_bench: error: ${message}\n`);
+  process.exit(2);
+}
+
 function parseArgs(argv) {
-  const args = {rounds: 9, targetMs: 40, series: 10000, workers: [4, 16], scrapeRounds: 7,
-                gatewayScrapes: 5, dead: 64, deadBatch: 16, quick: false};
+  const args = {rounds: 11, targetMs: 50, series: 10000, workers: [4, 16], scrapeRounds: 9,
+                gatewayScrapes: 10, dead: 64, deadBatch: 16, quick: false};
   const given = new Set();
   const positive = (flag, text, min = 1) => {
     const v = Number(text);
@@ -623,13 +630,13 @@ function findPackage(name, dir) {
 function resolveDependencies(args) {
   const promClient = findPackage('prom-client', args.nodePath);
   if (!promClient) {
-    usageError(`prom-client not found in ${args.nodePath ? `--node-path ${args.nodePath}` :
+    missing(`prom-client not found in ${args.nodePath ? `--node-path ${args.nodePath}` :
                                            `NODE_PATH '${process.env.NODE_PATH || ''}'`} ` +
                '(scripts/bench installs it into BUILD/npm/node_modules)');
   }
   const shmetrics = findPackage('shmetrics', args.package);
   if (!shmetrics) {
-    usageError(`the shmetrics package not found in ${args.package ? `--package ${args.package}` :
+    missing(`the shmetrics package not found in ${args.package ? `--package ${args.package}` :
                                                      `NODE_PATH '${process.env.NODE_PATH || ''}'`} ` +
                '(build it: BUILD/bindings/node/node_modules/shmetrics)');
   }
@@ -637,7 +644,7 @@ function resolveDependencies(args) {
   try {
     fs.accessSync(args.gateway, fs.constants.X_OK);
   } catch {
-    usageError(`--gateway '${args.gateway}' is not an executable shmetrics-gateway`);
+    missing(`--gateway '${args.gateway}' is not an executable shmetrics-gateway`);
   }
   args.gateway = path.resolve(args.gateway);
   return {promClient: promClient.dir, promClientVersion: promClient.version, shmetrics: shmetrics.dir};
