@@ -95,7 +95,7 @@ function childMain(spec) {
     const client = require(spec.promClient);
     // A worker answers the primary's requests only once an AggregatorRegistry exists in it:
     // prom-client adds its IPC listener in that constructor.
-    new client.AggregatorRegistry(); // eslint-disable-line no-new
+    new client.AggregatorRegistry();
     writeScrapeSeries(client.Counter, spec.series);
   }
   // A worker that is to die exits once the bench knows it wrote; the others stay alive.
@@ -104,11 +104,11 @@ function childMain(spec) {
 
 // --- Processes this run started, reaped whatever happens ---------------------------------------
 
-const started = new Set(); // ChildProcess objects: gateways (own process group) and workers
+const running = new Set(); // ChildProcess objects: gateways (own process group) and workers
 const regions = new Set();
 
 function killEverything() {
-  for (const child of started) {
+  for (const child of running) {
     if (child.exitCode !== null || child.signalCode !== null) continue;
     try {
       process.kill(child.groupLeader ? -child.pid : child.pid, 'SIGKILL');
@@ -121,9 +121,9 @@ function killEverything() {
 
 function track(child, groupLeader = false) {
   child.groupLeader = groupLeader;
-  started.add(child);
+  running.add(child);
   child.exited = new Promise((resolve) => child.once('exit', (code, signal) => {
-    started.delete(child);
+    running.delete(child);
     resolve({code, signal});
   }));
   return child;
@@ -256,7 +256,7 @@ function checkScrapeBody(body, series, expected, who) {
 // Each statement gets a loop compiled on its own, so V8's type feedback at its call site sees
 // one library only (one shared loop taking a callback would go polymorphic and time both badly).
 function compileLoop(stmt) {
-  return new Function('m', 'n', `for (let i = 0; i < n; i++) ${stmt};`); // eslint-disable-line no-new-func
+  return new Function('m', 'n', `for (let i = 0; i < n; i++) ${stmt};`);
 }
 
 function writeTargets(lib, client) {
