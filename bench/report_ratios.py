@@ -2,7 +2,7 @@
 """Turns one scripts/bench run into RATIO lines and the performance targets with PASS/MISS.
 
   report_ratios.py --benchmark-json FILE [--loadgen1 FILE... --loadgen2 FILE...]
-                   [--python FILE...] [--memory FILE]
+                   [--python FILE...] [--node FILE...] [--memory FILE]
 
 --benchmark-json  Google Benchmark's JSON (run with repetitions: medians are used)
 --loadgen1/2      shmetrics-loadgen outputs of the P=1 and P=2 runs (their `total ...` lines);
@@ -10,6 +10,8 @@
 --python          outputs of compare_python_multiprocess.py and python_bench.py (their RATIO
                   lines are passed through, `n/a` for what did not run; PYTHON_TARGETS names the
                   targets among them)
+--node            output of bench/node_bench.js (its RATIO lines passed through the same way;
+                  NODE_TARGETS names the targets among them)
 --memory          output of `shmetrics_bench --helper=memory` (sparse writers; informational)
 
 Times are median CPU times: the benchmark thread's own time, which other processes on a shared
@@ -40,6 +42,14 @@ PYTHON_TARGETS = {
     "python_single_labels_inc_over_backend": (">=", 1),
     "python_single_histogram_observe_over_backend": (">=", 1),
     "python_scrape_over_gateway_10000_16_dead256": (">=", 100),
+}
+
+# Targets among node_bench.js's RATIO lines, the same way: prom-client's time over shmetrics',
+# and the gateway's scrape after 64 dead workers over the same scrape before them.
+NODE_TARGETS = {
+    "node_prom_client_child_inc_over_shmetrics": (">=", 5),
+    "node_scrape_prom_client_over_gateway_10000_16": (">=", 50),
+    "node_scrape_dead64_over_dead0_10000_16": ("<=", 1.25),
 }
 
 
@@ -73,6 +83,18 @@ def loadgen_rate(paths):
     return statistics.median(rates) if rates else None
 
 
+def ratio_lines(paths):
+    """{name: value or None} of the `RATIO <name> <value>` lines in the files at `paths`."""
+    out = {}
+    for path in paths or ():
+        with open(path) as f:
+            for line in f:
+                p = line.split()
+                if len(p) == 3 and p[0] == "RATIO":
+                    out[p[1]] = None if p[2] == "n/a" else float(p[2])
+    return out
+
+
 def fmt(v):
     if v is None:
         return "n/a"
@@ -89,6 +111,7 @@ def main():
     ap.add_argument("--loadgen1", nargs="+")
     ap.add_argument("--loadgen2", nargs="+")
     ap.add_argument("--python", nargs="+")
+    ap.add_argument("--node", nargs="+")
     ap.add_argument("--memory")
     args = ap.parse_args()
     m = medians(args.benchmark_json)
@@ -137,21 +160,16 @@ def main():
     add("region_bytes_per_series_writer", dense.get("writer_bytes_per_series_writer"), "<=", 16, "target")
     add("region_used_bytes_per_series_writer", dense.get("used_bytes_per_series_writer"))
 
-    python = {}
-    for path in args.python or ():
-        with open(path) as f:
-            for line in f:
-                p = line.split()
-                if len(p) == 3 and p[0] == "RATIO":
-                    python[p[1]] = None if p[2] == "n/a" else float(p[2])
-    for name, value in python.items():
-        if name in PYTHON_TARGETS:
-            add(name, value, *PYTHON_TARGETS[name], "target")
-        else:
-            add(name, value)
-    for name, (op, target) in PYTHON_TARGETS.items():
-        if name not in python:
-            add(name, None, op, target, "target")
+    for paths, targets in ((args.python, PYTHON_TARGETS), (args.node, NODE_TARGETS)):
+        passed = ratio_lines(paths)
+        for name, value in passed.items():
+            if name in targets:
+                add(name, value, *targets[name], "target")
+            else:
+                add(name, value)
+        for name, (op, target) in targets.items():
+            if name not in passed:
+                add(name, None, op, target, "target")
     if args.memory:
         with open(args.memory) as f:
             mem = json.loads(f.read().strip().splitlines()[-1])
