@@ -3,6 +3,7 @@
 // `node -r shmetrics/register`: the checks of app_checks.js, the primary re-forking the killed
 // worker.
 
+const assert = require('node:assert/strict');
 const childProcess = require('node:child_process');
 const path = require('node:path');
 const {after, before, test} = require('node:test');
@@ -14,14 +15,17 @@ const region = support.uniqueRegion('cluster');
 let gateway;
 let app;
 let appPort;
+let metricsPort;
 let listening = 0;
 
 before(async () => {
   gateway = await support.Gateway.start(region);
   appPort = await support.freePort();
+  metricsPort = await support.freePort();
   app = childProcess.spawn(
       process.execPath, ['-r', 'shmetrics/register', path.join(__dirname, 'cluster_app.js')], {
         env: {...process.env, SHMETRICS_REGION: region, PORT: String(appPort), WORKERS: '4',
+              METRICS_PORT: String(metricsPort),
               REFORK_DELAY_MS: '1500',
               SHMETRICS_GATEWAY_URL: `http://127.0.0.1:${gateway.port}/metrics`},
         stdio: ['ignore', 'pipe', 'inherit'],
@@ -40,8 +44,16 @@ after(() => {
   support.removeRegion(region);
 });
 
-test('N requests over four workers are N in the gateway and in the app\'s own /metrics',
-     () => checks.checkRequestsAreCounted(gateway, appPort));
+test('N requests over four workers are N in the gateway, in the app\'s /metrics and the primary\'s',
+     async () => {
+       await checks.checkRequestsAreCounted(gateway, appPort);
+       // The primary's AggregatorRegistry route, unchanged: the gateway's merge, no IPC.
+       const primary = await support.get(metricsPort, '/cluster_metrics');
+       assert.equal(primary.status, 200);
+       const s = support.parse(primary.body);
+       assert.equal(s['http_requests_total{path="/hit"}'], 400);
+       assert.equal(s['workers_up'], 4);
+     });
 
 test('a worker SIGKILLed mid-traffic: counters never go down, totals stay exact', () =>
   checks.checkKilledWorkerKeepsItsCounts(

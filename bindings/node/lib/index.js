@@ -125,47 +125,64 @@ class Metric {
     this._registeredName = registeredName;
     this._family = native.register(nativeType, registeredName, config.help, labelNames, mode,
                                    buckets);
-    this._series = new Map(); // label values joined by \u0000 -> series
+    this._children = new Map();  // label values joined by \u0000 -> child
     metrics.set(config.name, this);
     for (const registry of config.registers === undefined ? [register] : config.registers) {
       if (registry) registry.registerMetric(this);
     }
   }
 
-  // The series of `labels` (an object, or undefined for none): label values are strings, a
-  // missing one is empty, as prom-client prints it; an unknown label name is an error.
-  _seriesOf(labels) {
-    let values;
-    if (labels === undefined || labels === null) {
-      values = this.labelNames.map(() => '');
-    } else {
-      for (const name of Object.keys(labels)) {
-        if (!this.labelNames.includes(name)) {
-          throw new Error(`Added label "${name}" is not included in initial labelset: ` +
-                          JSON.stringify(this.labelNames));
-        }
+  // The child of `labels` (an object, or undefined/null for none), made once and kept: label
+  // values are strings, a missing one is empty, as prom-client prints it; an unknown label name
+  // is an error.
+  _childOf(labels) {
+    const names = this.labelNames;
+    let key = '';
+    let given = 0;
+    if (labels !== undefined && labels !== null) {
+      for (let i = 0; i < names.length; ++i) {
+        const v = labels[names[i]];
+        if (v !== undefined) ++given;
+        key += (i ? '\u0000' : '') + (v === undefined ? '' : String(v));
       }
-      values = this.labelNames.map((n) => (labels[n] === undefined ? '' : String(labels[n])));
+      // Every key of `labels` is a label name when their count is that of the names found.
+      if (Object.keys(labels).length !== given) this._checkLabelNames(labels);
+    } else {
+      key = names.length ? '\u0000'.repeat(names.length - 1) : '';
     }
-    const key = values.join('\u0000');
-    let series = this._series.get(key);
-    if (series === undefined) {
-      series = native.bind(this._nativeType, this._family, values);
-      this._series.set(key, series);
-    }
-    return series;
+    return this._children.get(key) || this._newChild(key);
   }
 
-  // labels(...values) or labels({name: value}): the child of these values, resolved once.
-  _labelsArg(args) {
-    if (args.length === 1 && args[0] !== null && typeof args[0] === 'object') return args[0];
+  _checkLabelNames(labels) {
+    for (const name of Object.keys(labels)) {
+      if (!this.labelNames.includes(name)) {
+        throw new Error(`Added label "${name}" is not included in initial labelset: ` +
+                        JSON.stringify(this.labelNames));
+      }
+    }
+  }
+
+  _newChild(key) {
+    const values = this.labelNames.length ? key.split('\u0000') : [];
+    const child = this._makeChild(native.bind(this._nativeType, this._family, values));
+    this._children.set(key, child);
+    return child;
+  }
+
+  // labels(...values) by position, or labels({name: value}).
+  labels(...args) {
+    if (args.length === 1 && args[0] !== null && typeof args[0] === 'object') {
+      return this._childOf(args[0]);
+    }
     if (args.length !== this.labelNames.length) {
       throw new Error(`Invalid number of arguments (${args.length}): "${args.join(', ')}" for ` +
                       `label names: "${this.labelNames.join(', ')}".`);
     }
-    const labels = {};
-    this.labelNames.forEach((n, i) => { labels[n] = args[i]; });
-    return labels;
+    let key = '';
+    for (let i = 0; i < args.length; ++i) {
+      key += (i ? '\u0000' : '') + (args[i] === undefined ? '' : String(args[i]));
+    }
+    return this._children.get(key) || this._newChild(key);
   }
 }
 
@@ -222,16 +239,16 @@ class Counter extends Metric {
 
   inc(labels, value) {
     [labels, value] = splitArgs(labels, value, 1);
-    checkCounterIncrement(value);
-    native.counterAdd(this._seriesOf(labels), value);
+    this._childOf(labels).inc(value);
   }
 
-  labels(...args) {
-    const series = this._seriesOf(this._labelsArg(args));
+  // A child's inc() is one N-API call: the series is bound into its writer.
+  _makeChild(series) {
+    const add = native.writer(native.WRITE_COUNTER_ADD, series);
     return {
       inc(value = 1) {
         checkCounterIncrement(value);
-        native.counterAdd(series, value);
+        add(value);
       },
     };
   }
@@ -261,45 +278,45 @@ class Gauge extends Metric {
 
   set(labels, value) {
     [labels, value] = splitArgs(labels, value, undefined);
-    checkNumber(value);
-    native.gaugeSet(this._seriesOf(labels), value);
+    this._childOf(labels).set(value);
   }
 
   inc(labels, value) {
     [labels, value] = splitArgs(labels, value, 1);
-    this._add(this._seriesOf(labels), value);
+    this._childOf(labels).inc(value);
   }
 
   dec(labels, value) {
     [labels, value] = splitArgs(labels, value, 1);
-    this._add(this._seriesOf(labels), -value);
-  }
-
-  _add(series, value) {
-    checkNumber(value);
-    if (this._noAdd) throw new Error('shmetrics: inc/dec is not allowed in the mostrecent modes');
-    native.gaugeAdd(series, value);
+    this._childOf(labels).dec(value);
   }
 
   setToCurrentTime(labels) {
-    native.gaugeSet(this._seriesOf(labels), Date.now() / 1000);
+    this._childOf(labels).setToCurrentTime();
   }
 
   startTimer(labels) {
     return timer((endLabels, seconds) => this.set(mergeLabels(labels, endLabels) || {}, seconds));
   }
 
-  labels(...args) {
-    const series = this._seriesOf(this._labelsArg(args));
-    const gauge = this;
+  _makeChild(series) {
+    const set = native.writer(native.WRITE_GAUGE_SET, series);
+    const add = native.writer(native.WRITE_GAUGE_ADD, series);
+    const noAdd = this._noAdd;
+    const checkedAdd = (value) => {
+      checkNumber(value);
+      if (noAdd) throw new Error('shmetrics: inc/dec is not allowed in the mostrecent modes');
+      add(value);
+    };
     return {
-      set(value) { checkNumber(value); native.gaugeSet(series, value); },
-      inc(value = 1) { gauge._add(series, value); },
-      dec(value = 1) { gauge._add(series, -value); },
-      setToCurrentTime() { native.gaugeSet(series, Date.now() / 1000); },
-      startTimer() {
-        return timer((endLabels, seconds) => native.gaugeSet(series, seconds));
+      set(value) {
+        checkNumber(value);
+        set(value);
       },
+      inc(value = 1) { checkedAdd(value); },
+      dec(value = 1) { checkedAdd(-value); },
+      setToCurrentTime() { set(Date.now() / 1000); },
+      startTimer() { return timer((endLabels, seconds) => set(seconds)); },
     };
   }
 }
@@ -314,8 +331,7 @@ class Observed extends Metric {
 
   observe(labels, value) {
     [labels, value] = splitArgs(labels, value, undefined);
-    checkNumber(value);
-    this._write(this._seriesOf(labels), value);
+    this._childOf(labels).observe(value);
   }
 
   startTimer(labels) {
@@ -323,12 +339,14 @@ class Observed extends Metric {
         (endLabels, seconds) => this.observe(mergeLabels(labels, endLabels) || {}, seconds));
   }
 
-  labels(...args) {
-    const series = this._seriesOf(this._labelsArg(args));
-    const write = this._write;
+  _makeChild(series) {
+    const write = native.writer(this._write, series);
     return {
-      observe(value) { checkNumber(value); write(series, value); },
-      startTimer() { return timer((endLabels, seconds) => write(series, seconds)); },
+      observe(value) {
+        checkNumber(value);
+        write(value);
+      },
+      startTimer() { return timer((endLabels, seconds) => write(seconds)); },
     };
   }
 }
@@ -341,7 +359,7 @@ class Histogram extends Observed {
     for (let i = 1; i < buckets.length; ++i) {
       if (!(buckets[i - 1] < buckets[i])) throw new Error('shmetrics: buckets must increase');
     }
-    super(config, 'histogram', native.HISTOGRAM, buckets, 'le', native.histogramObserve);
+    super(config, 'histogram', native.HISTOGRAM, buckets, 'le', native.WRITE_HISTOGRAM_OBSERVE);
     this.buckets = buckets;
   }
 }
@@ -357,7 +375,7 @@ class Summary extends Observed {
                         'supported (use a Histogram for quantiles)');
       }
     }
-    super(config, 'summary', native.SUMMARY, null, 'quantile', native.summaryObserve);
+    super(config, 'summary', native.SUMMARY, null, 'quantile', native.WRITE_SUMMARY_OBSERVE);
   }
 }
 

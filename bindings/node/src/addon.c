@@ -1,9 +1,10 @@
 /* shmetrics' Node-API addon: the C ABI (libshmetrics.so.1) for lib/index.js.
  *
  * Node-API version 8 (Node 12.22 and later), so one build loads in every Node since. The control
- * plane (attach, register, bind) throws a JS Error carrying the C ABI's message and errno; the
- * data plane is one function per write that takes a series (an External holding the C handle)
- * and a number, and returns nothing: one N-API call into the inline write path.
+ * plane (attach, register, bind, writer) throws a JS Error carrying the C ABI's message and
+ * errno. The data plane is a function per series and write (made by writer(), the series bound
+ * in as its data) that takes a number and returns nothing: one N-API call into the inline write
+ * path.
  *
  * Node's cluster and child_process start each worker as a new process that loads the addon
  * afresh, so no handle crosses a fork(). A process attaches to one region, for its lifetime.
@@ -217,34 +218,50 @@ static napi_value Bind(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* --- Data plane: (series, value), nothing returned -------------------------------------------- */
+/* --- Data plane: a function per series and write, (value) -> nothing ------------------------- */
 
-/* The series and the number of a write; false (with a TypeError thrown) on bad arguments. */
-static bool WriteArgs(napi_env env, napi_callback_info info, void **series, double *value) {
+/* The series travels as the function's data, so a write costs one napi_get_cb_info and one
+ * napi_get_value_double (15 ns here; 25 with the series as an External argument). */
+#define SERIES_WRITE_FUNCTION(js_name, c_call)                                             \
+  static napi_value js_name(napi_env env, napi_callback_info info) {                       \
+    size_t argc = 1;                                                                       \
+    napi_value arg;                                                                        \
+    void *series;                                                                          \
+    double value;                                                                          \
+    if (napi_get_cb_info(env, info, &argc, &arg, NULL, &series) != napi_ok || argc != 1 || \
+        napi_get_value_double(env, arg, &value) != napi_ok) {                              \
+      napi_throw_type_error(env, NULL, "a series write takes (number)");                   \
+      return NULL;                                                                         \
+    }                                                                                      \
+    c_call;                                                                                \
+    return NULL;                                                                           \
+  }
+
+SERIES_WRITE_FUNCTION(SeriesCounterAdd, shmetrics_counter_add(series, value))
+SERIES_WRITE_FUNCTION(SeriesGaugeSet, shmetrics_gauge_set(series, value))
+SERIES_WRITE_FUNCTION(SeriesGaugeAdd, shmetrics_gauge_add(series, value))
+SERIES_WRITE_FUNCTION(SeriesHistogramObserve, shmetrics_histogram_observe(series, value))
+SERIES_WRITE_FUNCTION(SeriesSummaryObserve, shmetrics_summary_observe(series, value))
+
+/* writer(write, series) -> function(value): `write` is one of the WRITE_* constants. */
+static napi_value Writer(napi_env env, napi_callback_info info) {
+  static const napi_callback kWrites[] = {SeriesCounterAdd, SeriesGaugeSet, SeriesGaugeAdd,
+                                          SeriesHistogramObserve, SeriesSummaryObserve};
   size_t argc = 2;
   napi_value argv[2];
+  int32_t write = -1;
+  void *series = NULL;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
-      napi_get_value_external(env, argv[0], series) != napi_ok ||
-      napi_get_value_double(env, argv[1], value) != napi_ok) {
-    napi_throw_type_error(env, NULL, "a write takes (series, number)");
-    return false;
+      napi_get_value_int32(env, argv[0], &write) != napi_ok || write < 0 ||
+      write >= (int32_t)(sizeof kWrites / sizeof kWrites[0]) ||
+      napi_get_value_external(env, argv[1], &series) != napi_ok) {
+    napi_throw_type_error(env, NULL, "writer(write, series)");
+    return NULL;
   }
-  return true;
+  napi_value fn;
+  CHECK(napi_create_function(env, NULL, 0, kWrites[write], series, &fn));
+  return fn;
 }
-
-#define WRITE_FUNCTION(js_name, c_call)                              \
-  static napi_value js_name(napi_env env, napi_callback_info info) { \
-    void *series;                                                    \
-    double value;                                                    \
-    if (WriteArgs(env, info, &series, &value)) c_call;               \
-    return NULL;                                                     \
-  }
-
-WRITE_FUNCTION(CounterAdd, shmetrics_counter_add(series, value))
-WRITE_FUNCTION(GaugeSet, shmetrics_gauge_set(series, value))
-WRITE_FUNCTION(GaugeAdd, shmetrics_gauge_add(series, value))
-WRITE_FUNCTION(HistogramObserve, shmetrics_histogram_observe(series, value))
-WRITE_FUNCTION(SummaryObserve, shmetrics_summary_observe(series, value))
 
 /* --- Module ------------------------------------------------------------------------------------
  */
@@ -257,11 +274,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"attach", NULL, Attach, NULL, NULL, NULL, napi_enumerable, NULL},
       {"register", NULL, Register, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bind", NULL, Bind, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"counterAdd", NULL, CounterAdd, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"gaugeSet", NULL, GaugeSet, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"gaugeAdd", NULL, GaugeAdd, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"histogramObserve", NULL, HistogramObserve, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"summaryObserve", NULL, SummaryObserve, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"writer", NULL, Writer, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions) !=
       napi_ok) {
@@ -285,6 +298,11 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"GAUGE_LIVEMIN", SHMETRICS_GAUGE_LIVEMIN},
       {"GAUGE_MOSTRECENT", SHMETRICS_GAUGE_MOSTRECENT},
       {"GAUGE_LIVEMOSTRECENT", SHMETRICS_GAUGE_LIVEMOSTRECENT},
+      {"WRITE_COUNTER_ADD", 0},
+      {"WRITE_GAUGE_SET", 1},
+      {"WRITE_GAUGE_ADD", 2},
+      {"WRITE_HISTOGRAM_OBSERVE", 3},
+      {"WRITE_SUMMARY_OBSERVE", 4},
   };
   for (size_t i = 0; i < sizeof constants / sizeof constants[0]; ++i) {
     napi_value v;
