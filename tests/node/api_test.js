@@ -41,7 +41,8 @@ test('counter: inc with and without labels, resolved children, _total added once
   assert.match(gateway.lastBody, /# TYPE api_requests_total counter/);
 });
 
-test('gauge: set, inc, dec, setToCurrentTime, startTimer, and the aggregator as gauge mode', async () => {
+test('gauge: set, inc, dec, setToCurrentTime, startTimer, and the aggregator as gauge mode',
+     async () => {
   const g = new client.Gauge({name: 'api_inflight', help: 'In flight.', labelNames: ['pool']});
   g.set({pool: 'a'}, 10);
   g.inc({pool: 'a'});

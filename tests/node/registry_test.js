@@ -38,10 +38,12 @@ function node(args, code, env = {}) {
   return r;
 }
 
-test('register.metrics() is the whole region merged, with prom-client\'s content types', async () => {
+test('register.metrics() is the whole region merged, with prom-client\'s content types',
+     async () => {
   const promClient = support.requirePeer('prom-client');
   assert.equal(client.register.contentType, promClient.register.contentType);
-  assert.equal(client.Registry.OPENMETRICS_CONTENT_TYPE, promClient.Registry.OPENMETRICS_CONTENT_TYPE);
+  assert.equal(client.Registry.OPENMETRICS_CONTENT_TYPE,
+               promClient.Registry.OPENMETRICS_CONTENT_TYPE);
   assert.equal(client.prometheusContentType, promClient.prometheusContentType);
 
   const jobs = new client.Counter({name: 'registry_jobs_total', help: 'Jobs.', labelNames: ['q']});
@@ -49,7 +51,8 @@ test('register.metrics() is the whole region merged, with prom-client\'s content
   // Another worker adds to the same series: metrics() shows the sum, not this process's share.
   const other = node([], `
     const c = require(process.env.SHMETRICS_NODE_PACKAGE);
-    new c.Counter({name: 'registry_jobs_total', help: 'Jobs.', labelNames: ['q']}).inc({q: 'a'}, 5);`);
+    new c.Counter({name: 'registry_jobs_total', help: 'Jobs.', labelNames: ['q']})
+        .inc({q: 'a'}, 5);`);
   assert.equal(other.status, 0, String(other.stderr));
 
   const body = await client.register.metrics();
@@ -61,19 +64,23 @@ test('register.metrics() is the whole region merged, with prom-client\'s content
   assert.equal(openMetrics.contentType, promClient.openMetricsContentType);
   new client.Gauge({name: 'registry_depth', help: 'Depth.', registers: [openMetrics]}).set(3);
   const om = await openMetrics.metrics();
-  assert.equal(om, '# TYPE registry_depth gauge\n# HELP registry_depth Depth.\nregistry_depth 3.0\n# EOF\n');
+  assert.equal(om, '# TYPE registry_depth gauge\n# HELP registry_depth Depth.\n' +
+                   'registry_depth 3.0\n# EOF\n');
   assert.doesNotMatch(om, /registry_jobs/, 'another registry shows only its own families');
   assert.equal(openMetrics.getSingleMetric('registry_depth').name, 'registry_depth');
   assert.equal(client.register.getSingleMetric('registry_depth'), undefined);
-  assert.throws(() => openMetrics.setContentType('text/html'), /Content type text\/html is unsupported/);
+  assert.throws(() => openMetrics.setContentType('text/html'),
+                /Content type text\/html is unsupported/);
 });
 
-test('register.metrics() rejects naming the URL: another region\'s gateway, none, a bad URL', async () => {
+test('register.metrics() rejects naming the URL: another region\'s gateway, none, a bad URL',
+     async () => {
   const url = `http://127.0.0.1:${otherGateway.port}/metrics`;
   client.attach(region, {gatewayUrl: url});
   try {
     await assert.rejects(client.register.metrics(), (e) => {
-      assert.match(e.message, new RegExp(`${url}.*region '${region}'.*serves region '${otherRegion}'`));
+      assert.match(e.message,
+                   new RegExp(`${url}.*region '${region}'.*serves region '${otherRegion}'`));
       return true;
     });
     const closed = `http://127.0.0.1:${await support.freePort()}/metrics`;
@@ -96,7 +103,8 @@ test('what a shared region cannot do is refused, saying why', () => {
   assert.throws(() => client.register.removeSingleMetric('registry_jobs_total'), why);
 });
 
-test('install(): require(\'prom-client\') is this package, and code written for it counts', async () => {
+test('install(): require(\'prom-client\') is this package, and code written for it counts',
+     async () => {
   const r = node([], `
     const shmetrics = require(process.env.SHMETRICS_NODE_PACKAGE);
     shmetrics.install();
@@ -105,10 +113,12 @@ test('install(): require(\'prom-client\') is this package, and code written for 
     if (promClient !== shmetrics) throw new Error('prom-client is not shmetrics');
     // express-prom-bundle requires prom-client itself and registers its histogram and 'up'.
     const bundle = require('express-prom-bundle')({includeMethod: true, buckets: [0.1, 1]});
-    bundle.metrics.http_request_duration_seconds.observe({status_code: '200', method: 'GET'}, 0.05);`);
+    bundle.metrics.http_request_duration_seconds.observe({status_code: '200', method: 'GET'},
+                                                         0.05);`);
   assert.equal(r.status, 0, String(r.stderr));
   const s = await gateway.samples();
-  assert.equal(s['http_request_duration_seconds_bucket{status_code="200",method="GET",le="0.1"}'], 1);
+  assert.equal(
+      s['http_request_duration_seconds_bucket{status_code="200",method="GET",le="0.1"}'], 1);
   assert.equal(s['up'], 0, 'express-prom-bundle\'s up gauge (aggregator sum) left with its worker');
 });
 
@@ -118,10 +128,12 @@ test('install() after prom-client was loaded is refused, naming it', () => {
     require(process.env.SHMETRICS_NODE_PACKAGE).install();`);
   assert.notEqual(r.status, 0);
   assert.match(String(r.stderr),
-               /install\(\): prom-client is already loaded \(.*node_modules\/prom-client\/index\.js\)/);
+               new RegExp('install\\(\\): prom-client is already loaded ' +
+                          '\\(.*/node_modules/prom-client/index\\.js\\)'));
 });
 
-test('node -r shmetrics/register: the app\'s own require(\'prom-client\') writes into the region', async () => {
+test('node -r shmetrics/register: the app\'s own require(\'prom-client\') writes into the region',
+     async () => {
   const r = node(['-r', 'shmetrics/register'], `
     const promClient = require('prom-client');
     new promClient.Counter({name: 'registry_preloaded', help: 'x'}).inc(4);`);
@@ -129,7 +141,8 @@ test('node -r shmetrics/register: the app\'s own require(\'prom-client\') writes
   assert.equal((await gateway.samples())['registry_preloaded_total'], 4);
 });
 
-test('collectDefaultMetrics(): process and Node.js metrics, summed or kept as workers merge', async () => {
+test('collectDefaultMetrics(): process and Node.js metrics, summed or kept as workers merge',
+     async () => {
   // A worker with default metrics (and a GC forced) that lives until the scrape is done.
   const worker = childProcess.spawn(process.execPath, ['--expose-gc', '-e', `
     const c = require(process.env.SHMETRICS_NODE_PACKAGE);
@@ -148,7 +161,8 @@ test('collectDefaultMetrics(): process and Node.js metrics, summed or kept as wo
     const seen = JSON.parse(line);
     const s = await gateway.samples();
     const rss = s['dm_process_resident_memory_bytes{app="x"}'];
-    assert.ok(rss > seen.rss / 2 && rss < seen.rss * 2, `resident ${rss} vs the worker's ${seen.rss}`);
+    assert.ok(rss > seen.rss / 2 && rss < seen.rss * 2,
+              `resident ${rss} vs the worker's ${seen.rss}`);
     const cpu = s['dm_process_cpu_seconds_total{app="x"}'];
     assert.ok(cpu > 0 && cpu <= (seen.cpu.user + seen.cpu.system) / 1e6 + 1, `cpu ${cpu}`);
     assert.ok(s['dm_process_open_fds{app="x"}'] > 2);
@@ -161,7 +175,7 @@ test('collectDefaultMetrics(): process and Node.js metrics, summed or kept as wo
     assert.ok(s['dm_nodejs_gc_duration_seconds_count{app="x",kind="major"}'] >= 1, 'the forced GC');
   } finally {
     worker.stdin.end();
-    await new Promise((resolve) => (worker.exitCode !== null ? resolve() : worker.once('exit', resolve)));
+    if (worker.exitCode === null) await new Promise((resolve) => worker.once('exit', resolve));
   }
   // Gone with its worker: the sizes; kept: its CPU seconds.
   const s = await gateway.samples();
