@@ -49,6 +49,17 @@ struct Gateway::EventMetrics {
                        "(resized under the mapping), overwritten (its header), fault (a SIGBUS in "
                        "the mapping). The gateway then serves its last snapshot.")
                  .Register(r)),
+        build_info(prometheus::BuildGauge()
+                       .Name("shmetrics_gateway_build_info")
+                       .Help("1, labelled with the gateway's version and the region layout "
+                             "version it reads.")
+                       .Register(r)),
+        refused(prometheus::BuildCounter()
+                    .Name("shmetrics_scrapes_refused_total")
+                    .Help("Scrapes answered 503 at once because --web.max-requests were being "
+                          "rendered.")
+                    .Register(r)
+                    .Add({})),
         attach_failures(
             prometheus::BuildCounter()
                 .Name("shmetrics_region_attach_failures_total")
@@ -59,6 +70,8 @@ struct Gateway::EventMetrics {
                       "it), fault (truncated while attaching), other. Retried every reap.")
                 .Register(r)) {
     attached.Set(1);
+    build_info.Add({{"version", GatewayVersion()}, {"layout", std::to_string(shm::kLayoutVersion)}})
+        .Set(1);
     for (const char* reason : kLostReasons) lost.Add({{"reason", reason}});
     for (const char* reason : kAttachFailureReasons) attach_failures.Add({{"reason", reason}});
   }
@@ -68,8 +81,12 @@ struct Gateway::EventMetrics {
   prometheus::Family<prometheus::Gauge>& attached_family;
   prometheus::Gauge& attached;
   prometheus::Family<prometheus::Counter>& lost;
+  prometheus::Family<prometheus::Gauge>& build_info;
+  prometheus::Counter& refused;
   prometheus::Family<prometheus::Counter>& attach_failures;
 };
+
+const char* GatewayVersion() { return SHMETRICS_VERSION; }
 
 Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) {
   auto region = shm::Region::OpenOrCreate(options_.region, options_.region_options);
@@ -91,13 +108,17 @@ Gateway::~Gateway() { Stop(); }
 
 void Gateway::Start() {
   std::map<std::string, HttpHandler> routes;
-  routes["/metrics"] = [this](const HttpRequestInfo& r) { return HandleMetrics(r); };
   routes["/healthz"] = [this](const HttpRequestInfo& r) { return HandleHealth(r); };
+  routes["/-/healthy"] = [this](const HttpRequestInfo& r) { return HandleHealth(r); };
+  routes["/-/ready"] = [this](const HttpRequestInfo& r) { return HandleReady(r); };
+  routes["/"] = [this](const HttpRequestInfo& r) { return HandleLandingPage(r); };
+  // Last: a telemetry path of "/" (or another of the above) takes that route over.
+  routes[options_.telemetry_path] = [this](const HttpRequestInfo& r) { return HandleMetrics(r); };
   server_ = std::make_unique<HttpServer>(options_.http, std::move(routes));
   server_->Start();
   reaper_ = std::thread([this] { ReaperLoop(); });
   LogInfo("serving http://" + options_.http.host + ":" + std::to_string(server_->port()) +
-          "/metrics");
+          options_.telemetry_path);
 }
 
 void Gateway::Stop() {
@@ -114,16 +135,18 @@ void Gateway::Stop() {
 uint16_t Gateway::port() const { return server_ ? server_->port() : 0; }
 
 void Gateway::ReaperLoop() {
+  // The first reap at once: it folds what died before the gateway started, and makes it ready.
   std::unique_lock lock(stop_mu_);
-  while (!stop_cv_.wait_for(lock, options_.reap_interval, [this] { return stopping_; })) {
+  do {
     lock.unlock();
     try {
       ReapNow();
+      ready_.store(true, std::memory_order_release);
     } catch (const std::exception& e) {
       LogError(std::string("reaper: ") + e.what());
     }
     lock.lock();
-  }
+  } while (!stop_cv_.wait_for(lock, options_.reap_interval, [this] { return stopping_; }));
 }
 
 void Gateway::ReapNow() {
@@ -283,6 +306,22 @@ std::string Gateway::Render(Format format) {
 }
 
 HttpResponse Gateway::HandleMetrics(const HttpRequestInfo& request) {
+  // Scrapes beyond the limit are refused before any work, so a burst cannot queue renders that
+  // each hold the reader's lock in turn.
+  const uint32_t now = scrapes_in_flight_.fetch_add(1, std::memory_order_relaxed) + 1;
+  struct Done {
+    std::atomic<uint32_t>& in_flight;
+    ~Done() { in_flight.fetch_sub(1, std::memory_order_relaxed); }
+  } done{scrapes_in_flight_};
+  if (options_.max_requests != 0 && now > options_.max_requests) {
+    events_->refused.Increment();
+    HttpResponse r;
+    r.status = 503;
+    r.body = "too many scrapes at once: " + std::to_string(options_.max_requests) +
+             " are being rendered (--web.max-requests)\n";
+    return r;
+  }
+  if (options_.before_render) options_.before_render();
   HttpResponse r = endpoint_->Handle(request, [this](Format format) { return Render(format); });
   // Which region this body is of: a worker that renders its region through the gateway (the Node
   // package's register.metrics()) checks it, so a gateway of another app cannot answer for it.
@@ -291,9 +330,35 @@ HttpResponse Gateway::HandleMetrics(const HttpRequestInfo& request) {
   return r;
 }
 
-HttpResponse Gateway::HandleHealth(const HttpRequestInfo&) {
+HttpResponse Gateway::HandleHealth(const HttpRequestInfo& request) {
   HttpResponse r;
-  r.body = "ok\n";
+  // Prometheus' own answer on /-/healthy; /healthz keeps its earlier body.
+  r.body = request.path == "/healthz" ? "ok\n" : "shmetrics-gateway is Healthy.\n";
+  return r;
+}
+
+HttpResponse Gateway::HandleReady(const HttpRequestInfo&) {
+  HttpResponse r;
+  if (ready_.load(std::memory_order_acquire)) {
+    r.body = "shmetrics-gateway is Ready.\n";
+  } else {
+    r.status = 503;
+    r.body = "shmetrics-gateway is not ready: the first reap of the region has not finished.\n";
+  }
+  return r;
+}
+
+HttpResponse Gateway::HandleLandingPage(const HttpRequestInfo&) {
+  // Region and path are [A-Za-z0-9._-] and a validated path: nothing here needs HTML escaping.
+  HttpResponse r;
+  r.content_type = "text/html; charset=utf-8";
+  r.body =
+      "<!DOCTYPE html>\n<html>\n<head><title>shmetrics-gateway</title></head>\n<body>\n"
+      "<h1>shmetrics-gateway</h1>\n<p>Version " +
+      std::string(GatewayVersion()) + ", serving region <code>" + options_.region +
+      "</code>.</p>\n<ul>\n<li><a href=\"" + options_.telemetry_path +
+      "\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n"
+      "<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n</body>\n</html>\n";
   return r;
 }
 

@@ -25,6 +25,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -48,7 +49,15 @@ struct GatewayOptions {
   ReaderOptions reader;
   HttpServerOptions http;
   std::chrono::milliseconds reap_interval{1000};
+  std::string telemetry_path = "/metrics";  // where the metrics are served (--web.telemetry-path)
+  // Scrapes rendered at once; more are answered 503 at once and counted. 0: no limit.
+  uint32_t max_requests = 40;
+  // Tests only: runs in every admitted scrape before it renders.
+  std::function<void()> before_render;
 };
+
+// "0.1.0": the project's version, as --version and shmetrics_gateway_build_info give it.
+const char* GatewayVersion();
 
 class Gateway {
  public:
@@ -67,6 +76,12 @@ class Gateway {
   std::string Render(Format format);
   HttpResponse HandleMetrics(const HttpRequestInfo& request);
   HttpResponse HandleHealth(const HttpRequestInfo& request);
+  // 503 until the first reap has folded what died before the gateway started, 200 from then on
+  // (the region is attached before: the constructor throws otherwise). It stays 200 when the
+  // region is later lost: as a Kubernetes sidecar the gateway's readiness gates the app's pod, so
+  // a degraded region shows in shmetrics_region_attached and the log, not here.
+  HttpResponse HandleReady(const HttpRequestInfo& request);
+  HttpResponse HandleLandingPage(const HttpRequestInfo& request);
 
   // One round of the reaper (every reap_interval once started): checks the region, re-attaches
   // a replaced one when it is valid, then reaps dead writers. Callable directly (tests).
@@ -104,6 +119,8 @@ class Gateway {
   std::unique_ptr<EventMetrics> events_;
   std::unique_ptr<MetricsEndpoint> endpoint_;  // negotiation, deadline, gzip for /metrics
   std::unique_ptr<HttpServer> server_;
+  std::atomic<bool> ready_{false};  // the first reap is done
+  std::atomic<uint32_t> scrapes_in_flight_{0};
   std::thread reaper_;
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

@@ -1,6 +1,7 @@
 // shmetrics-gateway: serves one region's merged metrics over HTTP. See --help.
 #include <signal.h>
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -21,21 +22,27 @@ constexpr const char* kUsage = R"(Usage: shmetrics-gateway --region NAME [option
 Serves the merged metrics of every worker writing into the shared-memory region NAME
 (/dev/shm/NAME) as one Prometheus /metrics endpoint. Creates the region if no worker has.
 
-Options:
+Region:
   --region NAME            region name: [A-Za-z0-9._-], 1-200 characters (required)
-  --listen HOST:PORT       address to serve on (default 127.0.0.1:9716; loopback by default,
-                           use 0.0.0.0:PORT to expose it; IPv6 as [::1]:PORT)
+  --group NAME             trust group NAME: accept a region owned by another user if its group
+                           is NAME and it is not world-writable; create it with that group
+                           (without it, only regions this user owns are accepted)
   --reap-interval SECONDS  how often dead workers are looked for and folded, 1..86400
                            (default 1)
   --dead-gauge-retention SECONDS
                            how long gauges in mode `all` keep showing a dead worker, at most
                            a year (default 300)
-  --threads N              HTTP io threads (default 2)
-  --group NAME             trust group NAME: accept a region owned by another user if its group
-                           is NAME and it is not world-writable; create it with that group
-                           (without it, only regions this user owns are accepted)
   --reset                  remove the region NAME and exit (stop its workers first)
-  --help                   this text
+
+Web (the flags Prometheus exporters use):
+  --web.listen-address HOST:PORT
+                           address to serve on (default 127.0.0.1:9716; loopback by default,
+                           use 0.0.0.0:PORT to expose it; IPv6 as [::1]:PORT). Alias: --listen
+  --web.telemetry-path PATH
+                           path of the metrics (default /metrics); [A-Za-z0-9._~/-], from /
+  --web.max-requests N     scrapes rendered at once; more are answered 503 at once and counted
+                           in shmetrics_scrapes_refused_total (default 40; 0: no limit)
+  --threads N              HTTP io threads (default 2)
 
 HTTP limits (at the connection cap idle clients make room, so a scrape always gets through):
   --max-connections N      connections open at once, 1..65536 (default 256). At the cap a new
@@ -59,9 +66,26 @@ Options used only when the gateway creates the region (workers that create it us
   --mode OCTAL             file mode of /dev/shm/NAME (default 0600; 0660 to share with the
                            --group); world-writable modes and setuid/setgid/sticky bits are refused
 
-Endpoints: GET /metrics, GET /healthz. /metrics serves text 0.0.4, OpenMetrics 1.0 or protobuf
-(with native histograms) as the Accept header asks, gzip when Accept-Encoding allows;
-?format=text|openmetrics|protobuf overrides Accept.
+Logging (one line per event on stderr):
+  --log.level LEVEL        debug, info, warn or error (default info)
+  --log.format FORMAT      logfmt (ts=... level=... msg="...", the default) or json (one object
+                           per line: ts, level, msg)
+
+  --version                the version, and the region layout version this build reads
+  --help                   this text
+
+Endpoints (GET and HEAD):
+  /metrics (or --web.telemetry-path)
+                           text 0.0.4, OpenMetrics 1.0 or protobuf (with native histograms) as
+                           the Accept header asks, gzip when Accept-Encoding allows;
+                           ?format=text|openmetrics|protobuf overrides Accept
+  /-/healthy, /healthz     200 while the gateway runs
+  /-/ready                 503 until the first reap has folded what died before the gateway
+                           started, then 200 (it stays 200 when the region is lost later:
+                           shmetrics_region_attached says that, and a sidecar's readiness would
+                           take the app's pod out of service)
+  /                        a page linking to the others
+
 A region is refused when another user could write it: world-writable, or owned by another user
 and not in the --group. A region replaced or truncated under the running gateway is re-attached
 once it is valid; until then the last good state is served (shmetrics_region_attached is 0).
@@ -108,16 +132,36 @@ uint64_t ParseNumber(std::string_view flag, std::string_view text, uint64_t max,
 
 constexpr uint64_t kMaxU32 = std::numeric_limits<uint32_t>::max();
 
-void ParseListen(std::string_view text, shmetrics::gateway::HttpServerOptions& http) {
+void ParseListen(std::string_view flag, std::string_view text,
+                 shmetrics::gateway::HttpServerOptions& http) {
   const size_t colon = text.rfind(':');
   if (colon == std::string_view::npos || colon == 0)
-    Usage("--listen wants HOST:PORT, got '" + std::string(text) + "'");
+    Usage(std::string(flag) + " wants HOST:PORT, got '" + std::string(text) + "'");
   std::string host(text.substr(0, colon));
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
-  const uint64_t port = ParseNumber("--listen port", text.substr(colon + 1), 65535);
+  const uint64_t port = ParseNumber(std::string(flag) + " port", text.substr(colon + 1), 65535);
   http.host = host;
   http.port = static_cast<uint16_t>(port);
+}
+
+// A path the HTTP server can route to exactly: from "/", URL-safe characters only (no query, no
+// percent-encoding, nothing the landing page would have to escape), not a health endpoint's.
+std::string ParseTelemetryPath(std::string_view text) {
+  const auto bad = [&](const std::string& why) {
+    Usage("--web.telemetry-path '" + std::string(text) + "' " + why);
+  };
+  if (text.empty() || text.front() != '/') bad("must start with /");
+  if (text.size() > 256) bad("is longer than 256 characters");
+  for (const char c : text) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '~' &&
+        c != '/' && c != '-')
+      bad("may hold only A-Z a-z 0-9 . _ ~ / -");
+  }
+  for (std::string_view taken : {"/-/healthy", "/-/ready", "/healthz"}) {
+    if (text == taken) bad("is the health endpoint's");
+  }
+  return std::string(text);
 }
 
 // Seconds with up to millisecond precision ("0.5", "60"), within (0, max_seconds].
@@ -139,6 +183,9 @@ int main(int argc, char** argv) {
   using namespace shmetrics;
   gateway::GatewayOptions options;
   bool reset = false;
+  bool listen_given = false;
+  gateway::LogLevel log_level = gateway::LogLevel::kInfo;
+  gateway::LogFormat log_format = gateway::LogFormat::kLogfmt;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     auto value = [&]() -> std::string_view {
@@ -148,10 +195,30 @@ int main(int argc, char** argv) {
     if (arg == "--help" || arg == "-h") {
       std::cout << kUsage;
       return 0;
+    } else if (arg == "--version") {
+      std::cout << "shmetrics-gateway, version " << gateway::GatewayVersion() << " (region layout "
+                << shm::kLayoutVersion << ")\n";
+      return 0;
     } else if (arg == "--region") {
       options.region = value();
-    } else if (arg == "--listen") {
-      ParseListen(value(), options.http);
+    } else if (arg == "--web.listen-address" || arg == "--listen") {
+      if (listen_given) Usage("only one " + std::string(arg) + " is supported");
+      listen_given = true;
+      ParseListen(arg, value(), options.http);
+    } else if (arg == "--web.telemetry-path") {
+      options.telemetry_path = ParseTelemetryPath(value());
+    } else if (arg == "--web.max-requests") {
+      options.max_requests = static_cast<uint32_t>(ParseNumber(arg, value(), 65536));
+    } else if (arg == "--log.level") {
+      const std::string_view name = value();
+      const auto level = gateway::ParseLogLevel(name);
+      if (!level) Usage("--log.level '" + std::string(name) + "': use debug, info, warn or error");
+      log_level = *level;
+    } else if (arg == "--log.format") {
+      const std::string_view name = value();
+      const auto format = gateway::ParseLogFormat(name);
+      if (!format) Usage("--log.format '" + std::string(name) + "': use logfmt or json");
+      log_format = *format;
     } else if (arg == "--reap-interval") {
       options.reap_interval = std::chrono::milliseconds(ParseNumber(arg, value(), 86400) * 1000);
       if (options.reap_interval.count() == 0) Usage("--reap-interval must be at least 1");
@@ -205,6 +272,7 @@ int main(int argc, char** argv) {
     }
   }
   if (options.region.empty()) Usage("--region NAME is required");
+  gateway::SetLogOptions(log_level, log_format);
 
   try {
     if (reset) {
