@@ -96,6 +96,21 @@ std::string Number(double v) {
   return buf;
 }
 
+// A share with two decimals, for JSON: "18.75", "0.68", "100".
+std::string PercentJson(double p) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", p);
+  std::string s = buf;
+  while (s.back() == '0') s.pop_back();
+  if (s.back() == '.') s.pop_back();
+  return s;
+}
+
+// "1 writer slot", "2 writer slots".
+std::string Count(uint64_t n, const std::string& what) {
+  return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+}
+
 std::string Percent(double p) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f%%", p);
@@ -217,10 +232,10 @@ std::string Table(const std::vector<std::vector<std::string>>& rows,
   }
   std::string out;
   for (const auto& row : rows) {
-    std::string line = " ";
+    std::string line;
     for (size_t c = 0; c < row.size() && c < width.size(); ++c) {
       const std::string pad(width[c] - row[c].size(), ' ');
-      line += " ";
+      line += "  ";
       line += right[c] ? pad + row[c] : row[c] + (c + 1 < row.size() ? pad : "");
     }
     out += line + "\n";
@@ -350,8 +365,10 @@ void CollectSlots(const shm::Region& region, int lock_fd, uint64_t commit, Inspe
   for (SlotRow& row : r.slots) {
     if (row.primary_slot != row.index) continue;
     row.threads = static_cast<uint32_t>(
-        std::count_if(r.slots.begin(), r.slots.end(),
-                      [&](const SlotRow& other) { return other.primary_slot == row.index; }));
+        std::count_if(r.slots.begin(), r.slots.end(), [&](const SlotRow& other) {
+          return other.primary_slot == row.index && other.pid == row.pid &&
+                 other.liveness != "corrupt";
+        }));
   }
 }
 
@@ -500,8 +517,8 @@ void CollectDecoded(shm::Region& region, InspectReport& r) {
   }
   if (waiting > 0 && r.gateway_lock != LockProbe::kHeld) {
     Warn(r, "dead_slots",
-         std::to_string(waiting) +
-             " writer slots wait for a gateway to fold them, and no gateway serves the region: "
+         Count(waiting, "writer slot") +
+             " wait for a gateway to fold them, and no gateway serves the region: "
              "their counts are included above, but they keep their slots and pages until one "
              "runs");
   }
@@ -649,9 +666,8 @@ std::string RenderText(const InspectReport& r) {
       }
       out += Table(rows, {true, false, false, false, true, false, true, true, true, true, false});
       out +=
-          "  (liveness comes from the slot's lock, which the kernel drops when its process "
-          "dies; the pid is as the writer saw it, and names another process or none in another "
-          "pid namespace)\n";
+          "  liveness is the slot's lock, which the kernel drops when its process dies; the pid\n"
+          "  is as the writer saw it (in another pid namespace it names another process or none)\n";
     }
   }
   out += "\nwarnings (" + std::to_string(r.warnings.size()) + ")\n";
@@ -726,7 +742,7 @@ std::string RenderJson(const InspectReport& r) {
       sections.Raw(s.name.c_str(), JsonObject()
                                        .Num("used", s.used)
                                        .Num("capacity", s.capacity)
-                                       .Num("percent", std::round(s.percent() * 100) / 100)
+                                       .Raw("percent", PercentJson(s.percent()))
                                        .Done());
     }
     root.Raw("sections", sections.Done());
