@@ -5,6 +5,10 @@
 namespace shmetrics::gateway {
 
 void RegionAccess::LogSkipped(const std::string& what) {
+  if (recorded_ != nullptr) {
+    recorded_->push_back(what);
+    return;
+  }
   ++skipped_reports_;
   if (!LogThisOccurrence(skipped_reports_)) return;
   LogWarn(

@@ -37,6 +37,9 @@ class RegionAccess {
   // Warns that invalid data was skipped; the caller counts it in stats(). Rate-limited: a hostile
   // region would otherwise log on every scrape.
   void LogSkipped(const std::string& what);
+  // From now on every skip report is appended to `out` (all of them) instead of logged: for
+  // shmetrics-inspect, which lists what the reader rejected. nullptr: log again.
+  void RecordSkippedIn(std::vector<std::string>* out) { recorded_ = out; }
   // Page pointers of a slot's directory (nullptr where absent or invalid; invalid ones counted).
   void ResolvePages(uint32_t slot, std::vector<shm::Cell*>& pages);
   static shm::Cell* CellPtr(const std::vector<shm::Cell*>& pages, uint32_t cell) {
@@ -49,6 +52,7 @@ class RegionAccess {
   shm::Region& region_;
   ReaderStats stats_;
   uint64_t skipped_reports_ = 0;
+  std::vector<std::string>* recorded_ = nullptr;
 };
 
 inline double AsDouble(uint64_t bits) { return std::bit_cast<double>(bits); }

@@ -29,6 +29,18 @@
 #include "shmetrics/shm/clock.h"
 
 namespace shmetrics::shm {
+
+std::string RegionNameProblem(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 200;
+  for (char c : name) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '_' || c == '-' || c == '.');
+  }
+  if (ok) return {};
+  return "invalid region name \"" + name +
+         "\": use 1-200 characters from [A-Za-z0-9._-] (it becomes /dev/shm/" + name + ")";
+}
+
 namespace {
 
 constexpr uint64_t kMaxRegionBytes = 1ull << 40;
@@ -46,16 +58,7 @@ uint32_t NextPowerOfTwo(uint64_t v) {
 std::string Errno(int err) { return std::strerror(err); }
 
 void CheckName(const std::string& name) {
-  bool ok = !name.empty() && name.size() <= 200;
-  for (char c : name) {
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '_' || c == '-' || c == '.');
-  }
-  if (!ok) {
-    throw RegionError("invalid region name \"" + name +
-                      "\": use 1-200 characters from [A-Za-z0-9._-] (it becomes /dev/shm/" + name +
-                      ")");
-  }
+  if (std::string problem = RegionNameProblem(name); !problem.empty()) throw RegionError(problem);
 }
 
 using Reason = RegionError::Reason;
@@ -335,6 +338,16 @@ std::unique_ptr<Region> Region::OpenOrCreate(const std::string& name,
 }
 
 std::unique_ptr<Region> Region::Open(const std::string& name, const RegionOptions& options) {
+  return OpenExisting(name, options, false);
+}
+
+std::unique_ptr<Region> Region::OpenReadOnly(const std::string& name,
+                                             const RegionOptions& options) {
+  return OpenExisting(name, options, true);
+}
+
+std::unique_ptr<Region> Region::OpenExisting(const std::string& name, const RegionOptions& options,
+                                             bool read_only) {
   CheckName(name);
   const std::string path = kShmDir + name;
   // Not even opened when it is no regular file (a device's open may act); fstat in Attach is the
@@ -345,7 +358,9 @@ std::unique_ptr<Region> Region::Open(const std::string& name, const RegionOption
                           ", not a regular file; refusing it (remove it or use another name)",
                       Reason::kNotRegular);
   }
-  const int fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+  const int fd =
+      ::shm_open(("/" + name).c_str(),
+                 (read_only ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
   if (fd < 0) {
     const int err = errno;
     const Reason reason = err == ENOENT                   ? Reason::kNotFound
@@ -354,7 +369,7 @@ std::unique_ptr<Region> Region::Open(const std::string& name, const RegionOption
                                                           : Reason::kOther;
     throw RegionError(Who(name) + "cannot open " + path + ": " + Errno(err), reason);
   }
-  return Attach(name, fd, false, options);
+  return Attach(name, fd, false, options, read_only);
 }
 
 bool Region::Remove(const std::string& name) {
@@ -391,7 +406,7 @@ bool ReadHeader(int fd, RegionHeader& out) {
 }  // namespace
 
 std::unique_ptr<Region> Region::Attach(const std::string& name, int raw_fd, bool created,
-                                       const RegionOptions& options) {
+                                       const RegionOptions& options, bool read_only) {
   FdGuard fd{raw_fd};
   const std::string who = Who(name);
   const std::string path = kShmDir + name;
@@ -484,7 +499,8 @@ std::unique_ptr<Region> Region::Attach(const std::string& name, int raw_fd, bool
     layout = ValidateHeader(existing, bytes, name);
   }
 
-  void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.fd, 0);
+  void* base =
+      ::mmap(nullptr, bytes, read_only ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd.fd, 0);
   if (base == MAP_FAILED) {
     const int err = errno;
     fail("cannot map " + std::to_string(bytes) + " bytes", err, Reason::kOther);
@@ -495,6 +511,7 @@ std::unique_ptr<Region> Region::Attach(const std::string& name, int raw_fd, bool
   r->mapped_bytes_ = bytes;
   r->fd_ = fd.release();
   r->created_ = created;
+  r->read_only_ = read_only;
   r->inode_ = st.st_ino;
   r->layout_ = layout;
 
@@ -595,7 +612,7 @@ char* Region::mutable_arena(uint32_t offset, uint32_t length) const {
 int Region::OpenLockDescriptor() const {
   // A fresh open of the same inode is a new open file description, unlike dup().
   const std::string path = "/proc/self/fd/" + std::to_string(fd_);
-  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  int fd = ::open(path.c_str(), (read_only_ ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (fd < 0) {
     throw RegionError("region \"" + name_ + "\": cannot open a lock descriptor (" + path +
                       "): " + Errno(errno));

@@ -36,6 +36,9 @@ namespace shmetrics::shm {
 // sticky) or write permission for others.
 std::string ModeProblem(mode_t mode);
 
+// Why `name` may not be a region's name (empty when it may): the rule every attach applies.
+std::string RegionNameProblem(const std::string& name);
+
 // The gid of group `name` (getgrnam_r); throws RegionError naming the group when there is none.
 gid_t ResolveGroup(const std::string& name);
 
@@ -64,6 +67,11 @@ class Region {
   // Attaches to an existing region; throws if there is none. Of `options` only the attach
   // policy is used: `group` and `creator_wait`.
   static std::unique_ptr<Region> Open(const std::string& name, const RegionOptions& options = {});
+  // Attaches like Open, but for reading only: opened O_RDONLY and mapped PROT_READ, so read
+  // permission suffices and a store through any accessor faults instead of changing the region.
+  // For tools that must leave the region as they found it (shmetrics-inspect).
+  static std::unique_ptr<Region> OpenReadOnly(const std::string& name,
+                                              const RegionOptions& options = {});
   // Removes the name (existing mappings stay valid). Returns false if there was none; throws
   // RegionError (Reason::kAccess, with errno text) when it exists but may not be removed.
   static bool Remove(const std::string& name);
@@ -75,6 +83,7 @@ class Region {
   const std::string& name() const { return name_; }
   const Layout& layout() const { return layout_; }
   bool created() const { return created_; }
+  bool read_only() const { return read_only_; }
   uint64_t generation() const { return generation_; }
 
   RegionHeader& header() const { return *reinterpret_cast<RegionHeader*>(base_); }
@@ -91,7 +100,8 @@ class Region {
   char* mutable_arena(uint32_t offset, uint32_t length) const;
 
   // Opens a new open file description of this region's file: OFD locks taken through it belong to
-  // it alone (see ofd_lock.h). O_CLOEXEC. The caller owns and closes it.
+  // it alone (see ofd_lock.h). O_CLOEXEC. The caller owns and closes it. For a read-only region
+  // it is read-only too: it can test locks (F_OFD_GETLK) but not take write locks.
   int OpenLockDescriptor() const;
 
   // The inode of the mapped object, to notice that the name now points at a re-created region.
@@ -116,7 +126,9 @@ class Region {
   // Sizes and initialises (created) or validates (attached) the object behind `fd`, then maps
   // it. Takes ownership of `fd`.
   static std::unique_ptr<Region> Attach(const std::string& name, int fd, bool created,
-                                        const RegionOptions& options);
+                                        const RegionOptions& options, bool read_only = false);
+  static std::unique_ptr<Region> OpenExisting(const std::string& name, const RegionOptions& options,
+                                              bool read_only);
 
   std::string name_;
   Layout layout_;
@@ -125,6 +137,7 @@ class Region {
   int fd_ = -1;
   ino_t inode_ = 0;
   bool created_ = false;
+  bool read_only_ = false;
   uint64_t generation_ = 0;
 };
 
