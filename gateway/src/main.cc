@@ -34,6 +34,9 @@ Options:
   --group NAME             trust group NAME: accept a region owned by another user if its group
                            is NAME and it is not world-writable; create it with that group
                            (without it, only regions this user owns are accepted)
+  --web.config.file FILE   exporter-toolkit web config: basic_auth_users (bcrypt) and
+                           http_server_config.headers, re-read on every request; TLS keys are
+                           validated but TLS serving is not available yet
   --reset                  remove the region NAME and exit (stop its workers first)
   --help                   this text
 
@@ -152,6 +155,8 @@ int main(int argc, char** argv) {
       options.region = value();
     } else if (arg == "--listen") {
       ParseListen(value(), options.http);
+    } else if (arg == "--web.config.file") {
+      options.http.web_config_file = value();
     } else if (arg == "--reap-interval") {
       options.reap_interval = std::chrono::milliseconds(ParseNumber(arg, value(), 86400) * 1000);
       if (options.reap_interval.count() == 0) Usage("--reap-interval must be at least 1");
