@@ -134,6 +134,27 @@ def main():
         with open(config, "w") as f:
             f.write(CONFIG)
         compare("file restored")
+
+        # bcrypt exhaustion: 48 concurrent checks of distinct wrong passwords (cost 10, ~60 ms
+        # each) against 1 worker and 16 queue slots. The excess is refused at once (429 with
+        # Retry-After), and a scrape with already verified credentials is served from the cache
+        # on a free io thread while the flood runs.
+        curl(gport, "/metrics", "alice:alice123")  # cached now
+        flood = [subprocess.Popen(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", "-u",
+             f"alice:wrong{i}", f"http://127.0.0.1:{gport}/metrics"],
+            stdout=subprocess.PIPE, text=True) for i in range(48)]
+        time.sleep(0.2)
+        t0 = time.time()
+        scrape = curl(gport, "/metrics", "alice:alice123")[0]
+        scrape_seconds = time.time() - t0
+        codes = [f.communicate(timeout=30)[0] for f in flood]
+        print(f"flood: {codes.count('401')} x 401, {codes.count('429')} x 429; cached scrape "
+              f"{scrape} in {scrape_seconds:.3f}s")
+        if scrape != 200 or scrape_seconds > 2:
+            failures.append(f"cached scrape during the flood: {scrape} in {scrape_seconds:.3f}s")
+        if codes.count("429") < 48 - 17 - 2 or codes.count("401") + codes.count("429") != 48:
+            failures.append(f"flood answers not bounded as expected: {codes}")
     finally:
         for p in procs:
             p.terminate()
