@@ -31,8 +31,10 @@
 #include <thread>
 #include <unordered_map>
 
+#include "basic_auth.h"
 #include "log.h"
 #include "transfer_coding.h"
+#include "web_config.h"
 
 namespace shmetrics::gateway {
 namespace {
@@ -71,6 +73,10 @@ struct Counters {
   std::atomic<uint64_t> accept_errors{0};
   std::atomic<uint64_t> internal_errors{0};
   std::atomic<uint64_t> evictions{0};
+  std::atomic<uint64_t> auth_failures{0};
+  std::atomic<uint64_t> auth_throttled{0};
+  std::atomic<uint64_t> tls_handshake_errors{0};
+  std::atomic<uint64_t> web_config_errors{0};
 };
 
 // Returns the value after the increment. Counters are statistics: relaxed is enough.
@@ -150,6 +156,8 @@ class Listener {
   // session: it must then close without looking at what it read.
   bool EnterIdle(uint64_t id);
   bool LeaveIdle(uint64_t id);
+  WebConfigSource* web_config() { return web_config_.get(); }
+  BasicAuth& auth() { return auth_; }
 
  private:
   std::vector<tcp::endpoint> Resolve(std::string_view host) const;
@@ -186,6 +194,9 @@ class Listener {
   tcp::acceptor acceptor_;
   net::steady_timer accept_retry_;
   std::vector<std::thread> threads_;
+  std::unique_ptr<WebConfigSource> web_config_;  // null without --web.config.file
+  // After ioc_: destroyed first, so that no password check outlives the sessions it answers.
+  BasicAuth auth_;
 
   std::mutex lifecycle_mu_;  // serialises Start and Stop
   bool started_ = false;
@@ -222,6 +233,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHeader(beast::error_code ec, std::size_t n);
   void OnRead(beast::error_code ec, std::size_t n);
   void HandleRequest();
+  // After authentication: routes the request and answers it.
+  void Route();
+  void Deny(unsigned status, std::string text);
   HttpResponse CallHandler(const HttpHandler& handler, const HttpRequestInfo& info);
   void SendError(unsigned status, std::string text);
   void Send(HttpResponse out, unsigned version, bool keep_alive, bool head);
@@ -241,6 +255,8 @@ class Session : public std::enable_shared_from_this<Session> {
   http::response<http::string_body> res_;
   std::size_t linger_left_ = 0;
   bool closed_ = false;
+  // The web config's headers, added to every answer to the current request (401s included).
+  std::vector<std::pair<std::string, std::string>> config_headers_;
 };
 
 Session::Session(tcp::socket&& socket, Listener& listener, uint64_t id)
@@ -370,9 +386,59 @@ void Session::OnRead(beast::error_code ec, std::size_t) {
   CloseNow();  // a socket error (reset, ...): no one to answer
 }
 
+// Basic auth covers every path, as in the toolkit: an unauthenticated request learns nothing,
+// not even which paths exist. The password check may take a bcrypt run, which happens on
+// BasicAuth's workers; the session resumes on its strand.
 void Session::HandleRequest() {
   Counters& counters = listener_.counters();
   Bump(counters.requests);
+  config_headers_.clear();
+  WebConfigSource* source = listener_.web_config();
+  if (source == nullptr) return Route();
+  const WebConfigSource::Snapshot snap = source->Current();
+  if (!snap.config) {
+    const uint64_t n = Bump(counters.web_config_errors);
+    if (LogThisOccurrence(n)) {
+      LogWarn("http: web config is invalid now, answering 500 (" + std::to_string(n) +
+              " so far): " + snap.error);
+    }
+    return Deny(500, "internal server error: the web config file is invalid");
+  }
+  config_headers_ = snap.config->headers;
+  const auto& users = snap.config->basic_auth_users;
+  if (users.empty()) return Route();
+  const auto credentials = BasicAuth::ParseHeader(parser_->get()[http::field::authorization]);
+  if (!credentials) return Deny(401, "Unauthorized");
+  BasicAuth::Check check{credentials->first, credentials->second, nullptr};
+  if (auto it = users.find(check.user); it != users.end()) check.hash = &it->second;
+  if (const std::optional<bool> cached = listener_.auth().Cached(check)) {
+    return *cached ? Route() : Deny(401, "Unauthorized");
+  }
+  auto resume = [self = shared_from_this()](bool allowed) {
+    net::post(self->stream_.get_executor(), [self, allowed] {
+      if (self->closed_) return;
+      allowed ? self->Route() : self->Deny(401, "Unauthorized");
+    });
+  };
+  if (!listener_.auth().Submit(check, std::move(resume))) {
+    Bump(counters.auth_throttled);
+    return Deny(429, "too many requests: password checks are all busy, retry shortly");
+  }
+}
+
+void Session::Deny(unsigned status, std::string text) {
+  HttpResponse out = PlainResponse(status, std::move(text));
+  if (status == 401) {
+    Bump(listener_.counters().auth_failures);
+    out.headers.emplace_back("WWW-Authenticate", "Basic");
+  }
+  if (status == 429) out.headers.emplace_back("Retry-After", "1");
+  const auto& req = parser_->get();
+  Send(std::move(out), req.version(), req.keep_alive(), req.method() == http::verb::head);
+}
+
+void Session::Route() {
+  Counters& counters = listener_.counters();
   const auto& req = parser_->get();
   const std::string_view target = req.target();
   const std::size_t q = target.find('?');
@@ -438,6 +504,7 @@ void Session::Send(HttpResponse out, unsigned version, bool keep_alive, bool hea
   for (const auto& [name, value] : out.headers) {
     if (IsAcceptableExtraHeader(name, value)) res_.insert(name, value);
   }
+  for (const auto& [name, value] : config_headers_) res_.set(name, value);
   res_.content_length(out.body.size());  // for HEAD too: the length GET would have sent
   if (!head) res_.body() = std::move(out.body);
   res_.keep_alive(keep_alive);
@@ -542,6 +609,10 @@ HttpServerStats Listener::Stats() const {
   s.accept_errors = get(counters_.accept_errors);
   s.internal_errors = get(counters_.internal_errors);
   s.evictions = get(counters_.evictions);
+  s.auth_failures = get(counters_.auth_failures);
+  s.auth_throttled = get(counters_.auth_throttled);
+  s.tls_handshake_errors = get(counters_.tls_handshake_errors);
+  s.web_config_errors = get(counters_.web_config_errors);
   return s;
 }
 
@@ -609,6 +680,15 @@ void Listener::Start() {
   if (started_ || stopped_) {
     throw std::logic_error(
         "HttpServer::Start: already started or stopped (a server is single-use)");
+  }
+  if (!options_.web_config_file.empty()) {
+    const WebConfig config = LoadWebConfig(options_.web_config_file);  // throws, naming the key
+    if (config.tls.enabled) {
+      throw std::runtime_error("web config " + options_.web_config_file +
+                               ": tls_server_config: TLS serving is not wired into the HTTP "
+                               "server yet (basic auth and headers are); remove the section");
+    }
+    web_config_ = std::make_unique<WebConfigSource>(options_.web_config_file);
   }
   std::string error;
   for (const tcp::endpoint& ep : Resolve(options_.host)) {
@@ -756,6 +836,7 @@ void Listener::Stop() {
   });
   for (const auto& s : live) s->Close();
   live.clear();
+  auth_.Shutdown();  // waiting checks dropped; a running one posts its answer to a live strand
   // run() returns once the closes above have drained every pending operation.
   for (std::thread& t : threads_) t.join();
   threads_.clear();

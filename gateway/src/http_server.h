@@ -60,6 +60,10 @@ struct HttpServerOptions {
   // At the cap, a new connection evicts the oldest idle one; with none idle it is accepted and
   // closed at once. Both counted.
   uint32_t max_connections = 256;
+  // exporter-toolkit's --web.config.file (web_config.h); empty: plain HTTP, no auth. Start()
+  // validates it; basic auth and headers are then re-read on every request (changed file: new
+  // rules at once; a file that became invalid: 500 and a warning).
+  std::string web_config_file;
 };
 
 // All monotonic counters except open_connections (a gauge), readable from any thread.
@@ -76,6 +80,10 @@ struct HttpServerStats {
   uint64_t accept_errors = 0;         // accept() failed (e.g. EMFILE); retried after a pause
   uint64_t internal_errors = 0;  // exception escaped to an io thread (a bug): connection dropped
   uint64_t evictions = 0;        // idle connections closed at max_connections to admit a new one
+  uint64_t auth_failures = 0;    // 401: no or malformed credentials, unknown user, bad password
+  uint64_t auth_throttled = 0;   // 429: too many password checks already waiting
+  uint64_t tls_handshake_errors = 0;  // TLS handshakes that failed (none yet: TLS not wired in)
+  uint64_t web_config_errors = 0;     // requests answered 500: the web config file became invalid
 };
 
 // Lifecycle: construct, Start() once, Stop() (or destroy) once done; a stopped server cannot be

@@ -42,6 +42,9 @@ Web (the flags Prometheus exporters use):
                            path of the metrics (default /metrics); [A-Za-z0-9._~/-], from /
   --web.max-requests N     scrapes rendered at once; more are answered 503 at once and counted
                            in shmetrics_scrapes_refused_total (default 40; 0: no limit)
+  --web.config.file FILE   exporter-toolkit web config: basic_auth_users (bcrypt) and
+                           http_server_config.headers, re-read when the file changes; TLS keys
+                           are validated, but TLS serving is not available yet (refused)
   --threads N              HTTP io threads (default 2)
 
 HTTP limits (at the connection cap idle clients make room, so a scrape always gets through):
@@ -219,6 +222,8 @@ int main(int argc, char** argv) {
       const auto format = gateway::ParseLogFormat(name);
       if (!format) Usage("--log.format '" + std::string(name) + "': use logfmt or json");
       log_format = *format;
+    } else if (arg == "--web.config.file") {
+      options.http.web_config_file = value();
     } else if (arg == "--reap-interval") {
       options.reap_interval = std::chrono::milliseconds(ParseNumber(arg, value(), 86400) * 1000);
       if (options.reap_interval.count() == 0) Usage("--reap-interval must be at least 1");

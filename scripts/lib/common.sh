@@ -19,12 +19,15 @@ SHMETRICS_BUILD_DIR="${SHMETRICS_BUILD_DIR:-${SHMETRICS_ROOT}/build}"
 
 # What the build, the tests (promtool, a real Prometheus, the Python client for comparisons, the
 # Python servers and frameworks the Python package is proven under, pip and venv for its install
-# test) and the scripts themselves (curl) need. Names are Debian 12 (bookworm) package names.
+# test) and the scripts themselves (curl) need; --web.config.file needs OpenSSL 3 (TLS, and the
+# openssl command that makes test certificates), yaml-cpp (the file) and libcrypt (bcrypt).
+# Names are Debian 12 (bookworm) package names.
 SHMETRICS_DEB_PACKAGES=(
   g++ cmake make
   libboost1.81-dev prometheus-cpp-dev libprotobuf-dev protobuf-compiler
   libbenchmark-dev libgtest-dev googletest zlib1g-dev
   prometheus python3 python3-dev python3-prometheus-client curl
+  libssl-dev openssl libyaml-cpp-dev libcrypt-dev
   python3-pip python3-venv python3-setuptools python3-wheel
   gunicorn python3-uvicorn python3-fastapi python3-django python3-django-prometheus python3-pytest
 )
