@@ -176,7 +176,8 @@ std::string CipherList(SSL_CTX* ctx, const std::vector<std::string>& iana) {
       const SSL_CIPHER* c = sk_SSL_CIPHER_value(all, i);
       // TLS 1.3 names have no "_WITH_" and no OpenSSL 1.2-style name to list.
       if (name.find("_WITH_") != std::string::npos && name == SSL_CIPHER_standard_name(c)) {
-        list += (list.empty() ? "" : ":") + std::string(SSL_CIPHER_get_name(c));
+        if (!list.empty()) list += ':';
+        list += SSL_CIPHER_get_name(c);
         break;
       }
     }
@@ -267,7 +268,7 @@ SslCtxPtr BuildTlsContext(const TlsServerConfig& config) {
   if (!config.curve_preferences.empty()) {
     std::string groups;
     for (Curve c : config.curve_preferences)
-      groups += (groups.empty() ? "" : ":") + std::string(GroupOf(c));
+      groups.append(groups.empty() ? "" : ":").append(GroupOf(c));
     if (SSL_CTX_set1_groups_list(ctx, groups.c_str()) != 1) Fail("curve_preferences");
   }
   SSL_CTX_set_alpn_select_cb(ctx, SelectHttp11, nullptr);
