@@ -20,8 +20,10 @@ SHMETRICS_BUILD_DIR="${SHMETRICS_BUILD_DIR:-${SHMETRICS_ROOT}/build}"
 # What the build, the tests (promtool, a real Prometheus, the Python client for comparisons, the
 # Python servers and frameworks the Python package is proven under, pip and venv for its install
 # test) and the scripts themselves (curl) need; --web.config.file needs OpenSSL 3 (TLS, and the
-# openssl command that makes test certificates), yaml-cpp (the file) and libcrypt (bcrypt).
-# Names are Debian 12 (bookworm) package names.
+# openssl command that makes test certificates), yaml-cpp (the file) and libcrypt (bcrypt); the
+# deployment kit's tests (tests/deploy) need yamllint, systemd (systemd-analyze verify and
+# security --offline, systemd-sysusers) and dpkg-dev (cpack's DEB generator computes the
+# package's Depends with dpkg-shlibdeps). Names are Debian 12 (bookworm) package names.
 SHMETRICS_DEB_PACKAGES=(
   g++ cmake make
   libboost1.81-dev prometheus-cpp-dev libprotobuf-dev protobuf-compiler
@@ -30,6 +32,7 @@ SHMETRICS_DEB_PACKAGES=(
   libssl-dev openssl libyaml-cpp-dev libcrypt-dev
   python3-pip python3-venv python3-setuptools python3-wheel
   gunicorn python3-uvicorn python3-fastapi python3-django python3-django-prometheus python3-pytest
+  yamllint systemd dpkg-dev
 )
 # Node.js with its headers (the addon is compiled against them) and npm: taken as they are when
 # `node` is on PATH (these machines have NodeSource's Node 20, which ships both); otherwise
