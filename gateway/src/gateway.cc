@@ -135,9 +135,9 @@ void Gateway::Stop() {
 uint16_t Gateway::port() const { return server_ ? server_->port() : 0; }
 
 void Gateway::ReaperLoop() {
-  // The first reap at once: it folds what died before the gateway started, and makes it ready.
+  // The first reap comes one interval after the start, as every other: /-/ready waits for it.
   std::unique_lock lock(stop_mu_);
-  do {
+  while (!stop_cv_.wait_for(lock, options_.reap_interval, [this] { return stopping_; })) {
     lock.unlock();
     try {
       ReapNow();
@@ -146,7 +146,7 @@ void Gateway::ReaperLoop() {
       LogError(std::string("reaper: ") + e.what());
     }
     lock.lock();
-  } while (!stop_cv_.wait_for(lock, options_.reap_interval, [this] { return stopping_; }));
+  }
 }
 
 void Gateway::ReapNow() {
