@@ -186,6 +186,8 @@ TEST(ExporterTest, LogsAreLogfmtByDefaultAndJsonOnRequest) {
     std::string error;
     auto gw = Gateway::Start(region.name(), {"--log.format", "json"}, &error);
     ASSERT_NE(gw, nullptr) << error;
+    // The server answers before the line saying so is written.
+    EXPECT_TRUE(Eventually([&] { return Contains(gw->Log(), "serving http://"); })) << gw->Log();
     gw->Kill();
     ExpectLogLines(
         gw->Log(),
