@@ -117,8 +117,15 @@ void Gateway::Start() {
   server_ = std::make_unique<HttpServer>(options_.http, std::move(routes));
   server_->Start();
   reaper_ = std::thread([this] { ReaperLoop(); });
-  LogInfo("serving http://" + options_.http.host + ":" + std::to_string(server_->port()) +
-          options_.telemetry_path);
+  std::string urls;
+  for (std::size_t i = 0; i < options_.http.listen.size(); ++i) {
+    std::string host = options_.http.listen[i].host;
+    if (host.empty()) host = "0.0.0.0";  // every interface
+    if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
+    urls += (i ? ", " : "") + std::string(server_->tls() ? "https://" : "http://") + host + ":" +
+            std::to_string(server_->port(i)) + options_.telemetry_path;
+  }
+  LogInfo("serving " + urls);
 }
 
 void Gateway::Stop() {

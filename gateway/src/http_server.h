@@ -47,10 +47,17 @@ struct HttpResponse {
 // be thread-safe. It may throw: the client then gets a 500 and handler_errors moves.
 using HttpHandler = std::function<HttpResponse(const HttpRequestInfo&)>;
 
+struct ListenAddress {
+  // A numeric address or a name ("localhost"); "[::1]" accepted; empty: every interface (IPv6
+  // and IPv4 on one dual-stack socket where the host has IPv6, else IPv4 only).
+  std::string host = "127.0.0.1";
+  uint16_t port = 9716;  // 0 = ephemeral (tests)
+};
+
 struct HttpServerOptions {
-  std::string host = "127.0.0.1";  // numeric address or a name ("localhost"); "[::1]" accepted
-  uint16_t port = 9716;            // 0 = ephemeral (tests)
-  int threads = 2;                 // io_context threads; a slow handler blocks only its own thread
+  // Every address is served the same routes; at least one. Start fails unless each one binds.
+  std::vector<ListenAddress> listen = {ListenAddress{}};
+  int threads = 2;  // io_context threads; a slow handler blocks only its own thread
   // The whole request (headers+body) must arrive within this; a new connection's first request is
   // timed from accept, later ones from their first byte. Writing a response is bounded by it too.
   std::chrono::milliseconds request_timeout{10000};
@@ -61,8 +68,10 @@ struct HttpServerOptions {
   // closed at once. Both counted.
   uint32_t max_connections = 256;
   // exporter-toolkit's --web.config.file (web_config.h); empty: plain HTTP, no auth. Start()
-  // validates it; basic auth and headers are then re-read on every request (changed file: new
-  // rules at once; a file that became invalid: 500 and a warning).
+  // validates it. As in the toolkit, TLS or plain and the rate limit are fixed then; basic auth
+  // and headers are re-read on every request (changed file: new rules at once; a file that
+  // became invalid: 500 and a warning), and the TLS settings, certificate, key and CA for every
+  // new connection (invalid: the handshake fails).
   std::string web_config_file;
 };
 
@@ -82,8 +91,11 @@ struct HttpServerStats {
   uint64_t evictions = 0;        // idle connections closed at max_connections to admit a new one
   uint64_t auth_failures = 0;    // 401: no or malformed credentials, unknown user, bad password
   uint64_t auth_throttled = 0;   // 429: too many password checks already waiting
-  uint64_t tls_handshake_errors = 0;  // TLS handshakes that failed (none yet: TLS not wired in)
-  uint64_t web_config_errors = 0;     // requests answered 500: the web config file became invalid
+  uint64_t rate_limited = 0;     // 429: the web config's rate_limit bucket was empty
+  // TLS connections closed before a request: the handshake failed or timed out, the client
+  // spoke plain HTTP (answered 400), or no TLS context could be built from the files now.
+  uint64_t tls_handshake_errors = 0;
+  uint64_t web_config_errors = 0;  // requests answered 500: the web config file became invalid
 };
 
 // Lifecycle: construct, Start() once, Stop() (or destroy) once done; a stopped server cannot be
@@ -100,13 +112,16 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds and listens; throws std::runtime_error with a clear message naming host:port and the
-  // errno text when it cannot (address in use, bad address, permission). Resolves "localhost" and
-  // other names too; when a name has several addresses, IPv4 ones are tried first because scrape
-  // configs conventionally say 127.0.0.1. Throws std::logic_error if called twice.
+  // Binds and listens on every address; throws std::runtime_error with a clear message naming
+  // host:port and the errno text when one cannot (address in use, bad address, permission), or
+  // naming the key when the web config is invalid. Resolves "localhost" and other names too;
+  // when a name has several addresses, IPv4 ones are tried first because scrape configs
+  // conventionally say 127.0.0.1. Throws std::logic_error if called twice.
   void Start();
-  uint16_t port() const;  // the bound port (after Start; real port when options.port == 0)
-  void Stop();            // thread-safe, idempotent: closes acceptor and connections, joins threads
+  // The bound port of options.listen[i] (after Start; the real one when its port was 0).
+  uint16_t port(std::size_t i = 0) const;
+  bool tls() const;  // whether the server speaks TLS (after Start: the web config says so)
+  void Stop();       // thread-safe, idempotent: closes acceptor and connections, joins threads
   HttpServerStats stats() const;
 
  private:

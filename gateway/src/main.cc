@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "gateway.h"
 #include "log.h"
@@ -36,15 +37,18 @@ Region:
 
 Web (the flags Prometheus exporters use):
   --web.listen-address HOST:PORT
-                           address to serve on (default 127.0.0.1:9716; loopback by default,
-                           use 0.0.0.0:PORT to expose it; IPv6 as [::1]:PORT). Alias: --listen
+                           address to serve on; repeat it to serve on several (default
+                           127.0.0.1:9716: loopback only; :PORT is every interface, IPv4 and
+                           IPv6; 0.0.0.0:PORT every IPv4 one; IPv6 as [::1]:PORT). Alias: --listen
   --web.telemetry-path PATH
                            path of the metrics (default /metrics); [A-Za-z0-9._~/-], from /
   --web.max-requests N     scrapes rendered at once; more are answered 503 at once and counted
                            in shmetrics_scrapes_refused_total (default 40; 0: no limit)
-  --web.config.file FILE   exporter-toolkit web config: basic_auth_users (bcrypt) and
-                           http_server_config.headers, re-read when the file changes; TLS keys
-                           are validated, but TLS serving is not available yet (refused)
+  --web.config.file FILE   exporter-toolkit web config (the format of node_exporter's and
+                           Prometheus' own): tls_server_config (TLS only, then; certificates
+                           re-read for new connections), basic_auth_users (bcrypt hashes),
+                           http_server_config.headers, rate_limit; see README "TLS and basic
+                           auth". Checked at start; later edits apply without a restart
   --threads N              HTTP io threads (default 2)
 
 HTTP limits (at the connection cap idle clients make room, so a scrape always gets through):
@@ -135,17 +139,19 @@ uint64_t ParseNumber(std::string_view flag, std::string_view text, uint64_t max,
 
 constexpr uint64_t kMaxU32 = std::numeric_limits<uint32_t>::max();
 
-void ParseListen(std::string_view flag, std::string_view text,
-                 shmetrics::gateway::HttpServerOptions& http) {
+// HOST:PORT, [IPV6]:PORT or :PORT (every interface).
+shmetrics::gateway::ListenAddress ParseListen(std::string_view flag, std::string_view text) {
   const size_t colon = text.rfind(':');
-  if (colon == std::string_view::npos || colon == 0)
-    Usage(std::string(flag) + " wants HOST:PORT, got '" + std::string(text) + "'");
+  if (colon == std::string_view::npos)
+    Usage(std::string(flag) + " wants HOST:PORT or :PORT, got '" + std::string(text) + "'");
   std::string host(text.substr(0, colon));
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
+  else if (host.find(':') != std::string::npos)
+    Usage(std::string(flag) + " '" + std::string(text) + "': write an IPv6 address in brackets, " +
+          "e.g. [::1]:9716");
   const uint64_t port = ParseNumber(std::string(flag) + " port", text.substr(colon + 1), 65535);
-  http.host = host;
-  http.port = static_cast<uint16_t>(port);
+  return {host, static_cast<uint16_t>(port)};
 }
 
 // A path the HTTP server can route to exactly: from "/", URL-safe characters only (no query, no
@@ -186,7 +192,7 @@ int main(int argc, char** argv) {
   using namespace shmetrics;
   gateway::GatewayOptions options;
   bool reset = false;
-  bool listen_given = false;
+  std::vector<gateway::ListenAddress> listen;
   gateway::LogLevel log_level = gateway::LogLevel::kInfo;
   gateway::LogFormat log_format = gateway::LogFormat::kLogfmt;
   for (int i = 1; i < argc; ++i) {
@@ -205,9 +211,13 @@ int main(int argc, char** argv) {
     } else if (arg == "--region") {
       options.region = value();
     } else if (arg == "--web.listen-address" || arg == "--listen") {
-      if (listen_given) Usage("only one " + std::string(arg) + " is supported");
-      listen_given = true;
-      ParseListen(arg, value(), options.http);
+      const std::string_view text = value();
+      gateway::ListenAddress address = ParseListen(arg, text);
+      for (const auto& seen : listen) {
+        if (seen.host == address.host && seen.port == address.port && address.port != 0)
+          Usage(std::string(arg) + " " + std::string(text) + " is given twice");
+      }
+      listen.push_back(std::move(address));
     } else if (arg == "--web.telemetry-path") {
       options.telemetry_path = ParseTelemetryPath(value());
     } else if (arg == "--web.max-requests") {
@@ -277,6 +287,7 @@ int main(int argc, char** argv) {
     }
   }
   if (options.region.empty()) Usage("--region NAME is required");
+  if (!listen.empty()) options.http.listen = std::move(listen);
   gateway::SetLogOptions(log_level, log_format);
 
   try {

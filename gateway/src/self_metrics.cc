@@ -144,7 +144,12 @@ void AppendSelfStats(const SelfStats& in, std::vector<prometheus::MetricFamily>&
       .Add({{"reason", "timeout"}}, h.timeouts)
       .Add({{"reason", "too_many_connections"}}, h.rejected_connections)
       .Add({{"reason", "handler_error"}}, h.handler_errors)
-      .Add({{"reason", "idle_evicted"}}, h.evictions);
+      .Add({{"reason", "idle_evicted"}}, h.evictions)
+      .Add({{"reason", "unauthorized"}}, h.auth_failures)
+      .Add({{"reason", "auth_throttled"}}, h.auth_throttled)
+      .Add({{"reason", "rate_limited"}}, h.rate_limited)
+      .Add({{"reason", "tls_handshake"}}, h.tls_handshake_errors)
+      .Add({{"reason", "web_config_invalid"}}, h.web_config_errors);
 }
 
 }  // namespace shmetrics::gateway

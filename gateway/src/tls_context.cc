@@ -275,4 +275,36 @@ SslCtxPtr BuildTlsContext(const TlsServerConfig& config) {
   return owner;
 }
 
+TlsContextSource::Result TlsContextSource::Current() {
+  const WebConfigSource::Snapshot snap = config_.Current();
+  Stamps now;
+  now.config = snap.config;
+  if (snap.config) {
+    const TlsServerConfig& tls = snap.config->tls;
+    now.cert = tls.cert_file.empty() ? FileStamp{} : StampOf(tls.cert_file);
+    now.key = tls.key_file.empty() ? FileStamp{} : StampOf(tls.key_file);
+    now.ca = tls.client_ca_file.empty() ? FileStamp{} : StampOf(tls.client_ca_file);
+  }
+  std::lock_guard lock(mu_);
+  if (built_for_ && *built_for_ == now) return {context_, error_, false};
+  built_for_ = now;
+  context_.reset();
+  error_.clear();
+  if (!snap.config) {
+    error_ = snap.error;
+  } else if (!snap.config->tls.enabled) {
+    error_ = "web config " + config_.path() +
+             ": tls_server_config is gone, but the server started with TLS (restart it to serve "
+             "plain HTTP)";
+  } else {
+    try {
+      context_ =
+          std::make_shared<boost::asio::ssl::context>(BuildTlsContext(snap.config->tls).release());
+    } catch (const std::exception& e) {
+      error_ = "web config " + config_.path() + ": tls_server_config: " + e.what();
+    }
+  }
+  return {context_, error_, true};
+}
+
 }  // namespace shmetrics::gateway

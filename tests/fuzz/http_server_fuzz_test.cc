@@ -63,8 +63,7 @@ Server& TheServer() {
   static Server* server = [] {
     auto* s = new Server();  // lives until exit, like the gateway's
     gw::HttpServerOptions options;
-    options.host = "127.0.0.1";
-    options.port = 0;
+    options.listen = {{"127.0.0.1", 0}};
     options.threads = 2;
     options.request_timeout = kRequestTimeout;
     options.idle_timeout = kRequestTimeout;

@@ -20,7 +20,7 @@ GatewayOptions Options(const std::string& region) {
   GatewayOptions o;
   o.region = region;
   o.region_options = SmallOptions();
-  o.http.port = 0;
+  o.http.listen = {{"127.0.0.1", 0}};
   return o;
 }
 

@@ -220,8 +220,7 @@ std::map<std::string, HttpHandler> TestRoutes() {
 }
 
 std::unique_ptr<HttpServer> StartServer(HttpServerOptions options = {}) {
-  options.host = "127.0.0.1";
-  options.port = 0;
+  options.listen = {{"127.0.0.1", 0}};
   auto server = std::make_unique<HttpServer>(std::move(options), TestRoutes());
   server->Start();
   return server;
@@ -894,8 +893,7 @@ TEST(HttpServerTest, BusyConnectionsAreNeverEvicted) {
 TEST(HttpServerTest, StartOnPortInUseThrowsNamingThePort) {
   auto first = StartServer();
   HttpServerOptions options;
-  options.host = "127.0.0.1";
-  options.port = first->port();
+  options.listen = {{"127.0.0.1", first->port()}};
   HttpServer second(options, TestRoutes());
   try {
     second.Start();
@@ -908,10 +906,45 @@ TEST(HttpServerTest, StartOnPortInUseThrowsNamingThePort) {
   second.Stop();  // harmless after a failed Start
 }
 
+// Several listen addresses serve the same routes; one that cannot bind fails Start, naming it.
+TEST(HttpServerTest, EveryListenAddressServes) {
+  std::map<std::string, HttpHandler> routes;
+  routes["/x"] = [](const HttpRequestInfo&) {
+    HttpResponse r;
+    r.body = "x\n";
+    return r;
+  };
+  HttpServerOptions options;
+  options.listen = {{"127.0.0.1", 0}, {"localhost", 0}, {"127.0.0.1", 0}};
+  HttpServer server(options, routes);
+  server.Start();
+  EXPECT_FALSE(server.tls());
+  for (std::size_t i = 0; i < 3; ++i) {
+    ASSERT_NE(server.port(i), 0) << i;
+    HttpTestClient c(server.port(i));
+    ASSERT_TRUE(c.Send(Get("/x")));
+    const auto r = c.Read();
+    ASSERT_TRUE(r) << "address " << i;
+    EXPECT_EQ(r->status, 200) << "address " << i;
+  }
+  EXPECT_EQ(server.port(3), 0);
+
+  HttpServerOptions clash;
+  clash.listen = {{"127.0.0.1", 0}, {"127.0.0.1", server.port(1)}};
+  HttpServer second(clash, routes);
+  try {
+    second.Start();
+    FAIL() << "started on a port already in use";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(server.port(1))),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(HttpServerTest, StartOnForeignAddressThrows) {
   HttpServerOptions options;
-  options.host = "192.0.2.1";  // TEST-NET-1: never a local address
-  options.port = 0;
+  options.listen = {{"192.0.2.1", 0}};  // TEST-NET-1: never a local address
   HttpServer server(options, TestRoutes());
   try {
     server.Start();
@@ -923,8 +956,7 @@ TEST(HttpServerTest, StartOnForeignAddressThrows) {
 
 TEST(HttpServerTest, StartResolvesLocalhost) {
   HttpServerOptions options;
-  options.host = "localhost";
-  options.port = 0;
+  options.listen = {{"localhost", 0}};
   HttpServer server(options, TestRoutes());
   server.Start();
   HttpTestClient c(server.port());  // 127.0.0.1: IPv4 is preferred for names
@@ -979,7 +1011,7 @@ TEST(HttpServerTest, TwoServersInOneProcessAreIndependent) {
     return r;
   };
   HttpServerOptions options;
-  options.port = 0;
+  options.listen = {{"127.0.0.1", 0}};
   HttpServer b(options, routes);
   b.Start();
   ASSERT_NE(a->port(), b.port());

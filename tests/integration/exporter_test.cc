@@ -1,11 +1,13 @@
 // The real gateway binary as operators run exporters: --version, --help listing every flag by
-// group, exporter flag names (with today's names kept as aliases) and their usage errors, the
+// group, exporter flag names (with today's names kept as aliases, --web.listen-address repeated)
+// and their usage errors, the web config's rate limit, the
 // health, readiness and landing-page endpoints, a moved telemetry path, and logs as logfmt or
 // JSON lines filtered by --log.level.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -31,6 +33,8 @@ bool Eventually(F check, Clock::duration timeout = 10s) {
   }
   return true;
 }
+
+void WriteFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines;
@@ -142,18 +146,70 @@ TEST(ExporterTest, HealthReadyLandingPageAndAMovedTelemetryPath) {
   EXPECT_TRUE(head.body.empty());
 }
 
-TEST(ExporterTest, WebListenAddressIsTheListenFlag) {
+// Repeated, as in the toolkit: every address serves, and the log names each.
+TEST(ExporterTest, WebListenAddressRepeatsAndListenIsItsAlias) {
   ScopedRegion region("exporteralias");
-  const uint16_t port = PickFreePort();
-  const std::string log = region.name() + ".log";
-  ChildProcess gw =
-      ChildProcess::Spawn({SHMETRICS_GATEWAY_BIN, "--region", region.name(), "--web.listen-address",
-                           "127.0.0.1:" + std::to_string(port)},
-                          "/tmp/" + log);
-  EXPECT_TRUE(Eventually([&] { return HttpRequest(port, "GET", "/-/healthy").status == 200; }))
-      << "--web.listen-address 127.0.0.1:" << port;
+  const uint16_t first = PickFreePort();
+  uint16_t second = PickFreePort();
+  while (second == first) second = PickFreePort();
+  const std::string log = "/tmp/" + region.name() + ".log";
+  ChildProcess gw = ChildProcess::Spawn(
+      {SHMETRICS_GATEWAY_BIN, "--region", region.name(), "--web.listen-address",
+       "127.0.0.1:" + std::to_string(first), "--listen", "localhost:" + std::to_string(second)},
+      log);
+  for (const uint16_t port : {first, second}) {
+    EXPECT_TRUE(Eventually([&] { return HttpRequest(port, "GET", "/-/healthy").status == 200; }))
+        << "port " << port;
+    EXPECT_EQ(HttpRequest(port, "GET", "/metrics").status, 200) << "port " << port;
+  }
+  EXPECT_TRUE(Eventually([&] {
+    return Contains(ReadFile(log), "serving http://127.0.0.1:" + std::to_string(first) +
+                                       "/metrics, http://localhost:" + std::to_string(second) +
+                                       "/metrics");
+  })) << ReadFile(log);
   gw.KillAndWait();
-  ::unlink(("/tmp/" + log).c_str());
+  ::unlink(log.c_str());
+}
+
+TEST(ExporterTest, ListenAddressMistakesAreUsageErrors) {
+  const std::string region = UniqueRegionName("exporterlisten");
+  for (const std::vector<std::string>& flags : std::vector<std::vector<std::string>>{
+           {"--web.listen-address", "::1:9716"},
+           {"--web.listen-address", "127.0.0.1:9716", "--listen", "127.0.0.1:9716"},
+           {"--web.listen-address", "127.0.0.1:65536"},
+       }) {
+    std::vector<std::string> args = {"--region", region};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const RunResult r = RunGateway(args);
+    ASSERT_TRUE(r.status) << flags[1] << ": the gateway did not exit";
+    EXPECT_TRUE(ExitedWith(*r.status, 2)) << flags[1] << ": " << DescribeStatus(*r.status) << "\n"
+                                          << r.output;
+    EXPECT_TRUE(Contains(r.output, "--")) << r.output;
+  }
+}
+
+// rate_limit: one bucket for the whole server, checked before anything else; what it refused is
+// counted in /metrics once a token is back.
+TEST(ExporterTest, WebConfigRateLimitAnswers429AndCountsIt) {
+  ScopedRegion region("exporterrate");
+  const std::string config = "/tmp/" + region.name() + ".web.yml";
+  WriteFile(config, "rate_limit:\n  interval: 300ms\n  burst: 2\n");
+  std::string error;
+  auto gw = Gateway::Start(region.name(), {"--web.config.file", config}, &error);
+  ASSERT_NE(gw, nullptr) << error;
+  std::this_thread::sleep_for(700ms);  // the bucket is full again, whatever the start used
+  EXPECT_EQ(gw->Get("/-/healthy").status, 200);
+  EXPECT_EQ(gw->Get("/-/healthy").status, 200);
+  const HttpResult refused = gw->Get("/-/healthy");
+  EXPECT_EQ(refused.status, 429);
+  EXPECT_EQ(refused.headers.count("retry-after"), 1u);
+  std::this_thread::sleep_for(700ms);
+  const HttpResult metrics = gw->Get("/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_TRUE(Contains(metrics.body, "shmetrics_http_errors_total{reason=\"rate_limited\"} 1\n") ||
+              Contains(metrics.body, "shmetrics_http_errors_total{reason=\"rate_limited\"} 2\n"))
+      << metrics.body;
+  ::unlink(config.c_str());
 }
 
 // Every line of the log matches `line`; at least one contains `must`.

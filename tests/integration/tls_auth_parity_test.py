@@ -1,8 +1,12 @@
 #!/usr/bin/python3
-"""--web.config.file basic auth and headers: the real shmetrics-gateway and Debian's Prometheus
-2.42 (exporter-toolkit 0.8, the reference on these machines) get the same config and the same
-curl requests, and must answer with the same status codes and auth challenges, also after the
-file is changed under them. Usage: tls_auth_parity_test.py GATEWAY_BIN"""
+"""--web.config.file: the real shmetrics-gateway and Debian's Prometheus 2.42 (exporter-toolkit
+0.8, the reference on these machines) get the same config and the same curl requests, and must
+answer the same: status codes and auth challenges for basic auth and headers, also after the file
+is changed under them; then, over TLS, the same handshake outcomes for every client_auth_type and
+TLS version with certificates made here by openssl, and finally that Prometheus itself scrapes the
+gateway over TLS with a client certificate and basic auth and reports it up.
+Usage: tls_auth_parity_test.py GATEWAY_BIN"""
+import json
 import os
 import shutil
 import socket
@@ -63,6 +67,155 @@ REQUESTS = [
 
 def answers(port):
     return [(path, user) + curl(port, path, user) for path, user in REQUESTS]
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+def make_certificates(d):
+    """A CA; a server certificate for localhost and 127.0.0.1 and a client one, both from it; and
+    a self-signed client certificate that no CA vouches for."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=shmetrics test CA", cwd=d)
+    for name, ext in (("server", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+                      ("client", "subjectAltName=DNS:prometheus.test")):
+        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
+                cwd=d)
+        with open(os.path.join(d, f"{name}.ext"), "w") as f:
+            f.write(ext + "\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext",
+                cwd=d)
+    openssl("req", "-x509", *ec, "-keyout", "rogue.key", "-out", "rogue.crt", "-days", "2",
+            "-subj", "/CN=rogue", cwd=d)
+
+
+def tls_outcome(port, d, client=None, tls=None, scheme="https"):
+    """'fail' when the handshake (or the connection) fails, else the HTTP status."""
+    cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+           "--cacert", os.path.join(d, "ca.crt"), "-u", "alice:alice123",
+           f"{scheme}://localhost:{port}/metrics"]
+    if client:
+        cmd += ["--cert", os.path.join(d, f"{client}.crt"), "--key", os.path.join(d, f"{client}.key")]
+    if tls == "1.1":
+        cmd += ["--tlsv1.1", "--tls-max", "1.1"]
+    elif tls == "1.2":
+        cmd += ["--tlsv1.2", "--tls-max", "1.2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    return r.stdout if r.returncode == 0 else "fail"
+
+
+def tls_config(client_auth, extra=""):
+    ca = "  client_ca_file: ca.crt\n" if client_auth != "NoClientCert" else ""
+    return (f"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+            f"  client_auth_type: {client_auth}\n{ca}{extra}basic_auth_users:\n  alice: {ALICE}\n")
+
+
+TLS_REQUESTS = [(None, None), ("client", None), ("rogue", None), ("client", "1.2"),
+                ("client", "1.1")]
+TLS_CASES = [
+    ("NoClientCert", ""), ("RequestClientCert", ""), ("RequireAnyClientCert", ""),
+    ("VerifyClientCertIfGiven", ""), ("RequireAndVerifyClientCert", ""),
+    ("RequireAndVerifyClientCert", "  min_version: TLS13\n"),
+    ("NoClientCert", "  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\n"),
+]
+
+
+def tls_parity(gateway_bin, tmp, procs, failures):
+    d = os.path.join(tmp, "tls")
+    os.mkdir(d)
+    make_certificates(d)
+    config = os.path.join(d, "web.yml")
+    with open(config, "w") as f:
+        f.write(tls_config(*TLS_CASES[0]))
+    gport, pport = free_port(), free_port()
+    region = f"tls_auth_parity_tls_{os.getpid()}"
+    glog = open(os.path.join(d, "gateway.log"), "w")
+    procs.append(subprocess.Popen(
+        [gateway_bin, "--region", region, "--web.listen-address", f"127.0.0.1:{gport}",
+         "--web.config.file", config, "--reap-interval", "1"], stdout=glog, stderr=glog))
+    # Prometheus scrapes the gateway as a TLS client with a client certificate and basic auth.
+    with open(os.path.join(d, "prometheus.yml"), "w") as f:
+        f.write(f"""global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: shmetrics
+    scheme: https
+    basic_auth: {{username: alice, password: alice123}}
+    tls_config:
+      ca_file: {d}/ca.crt
+      cert_file: {d}/client.crt
+      key_file: {d}/client.key
+      server_name: localhost
+    static_configs: [{{targets: ["127.0.0.1:{gport}"]}}]
+""")
+    plog = open(os.path.join(d, "prometheus.log"), "w")
+    procs.append(subprocess.Popen(
+        ["prometheus", f"--config.file={d}/prometheus.yml", f"--web.config.file={config}",
+         f"--web.listen-address=127.0.0.1:{pport}", f"--storage.tsdb.path={d}/tsdb"],
+        stdout=plog, stderr=plog))
+    wait_listening(gport, procs[-2], "gateway")
+    wait_listening(pport, procs[-1], "prometheus")
+
+    plain = (tls_outcome(gport, d, scheme="http"), tls_outcome(pport, d, scheme="http"))
+    print(f"plain HTTP to the TLS port: gateway {plain[0]}, prometheus {plain[1]}")
+    if plain != ("400", "400"):
+        failures.append(f"plain HTTP to the TLS port: {plain}")
+    seen = []
+    for client_auth, extra in TLS_CASES:
+        time.sleep(0.05)  # a new mtime even on coarse clocks
+        with open(config, "w") as f:
+            f.write(tls_config(client_auth, extra))
+        seen.append([])
+        for client, version in TLS_REQUESTS:
+            ours, theirs = tls_outcome(gport, d, client, version), tls_outcome(pport, d, client, version)
+            seen[-1].append(ours)
+            print(f"{client_auth} {extra.strip()!r}: cert={client} tls={version}: gateway {ours}, "
+                  f"prometheus {theirs}")
+            if ours != theirs:
+                failures.append(f"{client_auth} {extra.strip()!r} cert={client} tls={version}: "
+                                f"gateway {ours}, prometheus {theirs}")
+    # The cases must tell requests apart, or agreeing on them proves little.
+    expected = {0: ["200", "200", "200", "200", "fail"], 2: ["fail", "200", "200", "200", "fail"],
+                3: ["200", "200", "fail", "200", "fail"], 4: ["fail", "200", "fail", "200", "fail"],
+                5: ["fail", "200", "fail", "fail", "fail"]}
+    for i, want in expected.items():
+        if seen[i] != want:
+            failures.append(f"{TLS_CASES[i]}: gateway answered {seen[i]}, expected {want}")
+
+    with open(config, "w") as f:
+        f.write(tls_config("RequireAndVerifyClientCert"))
+    query = f"https://localhost:{pport}/api/v1/query"
+    up = None
+    end = time.time() + 30
+    while time.time() < end:
+        out = subprocess.run(
+            ["curl", "-s", "--max-time", "5", "--cacert", f"{d}/ca.crt", "--cert", f"{d}/client.crt",
+             "--key", f"{d}/client.key", "-u", "alice:alice123", "--data-urlencode",
+             'query=up{job="shmetrics"} * on() group_left() count(shmetrics_gateway_build_info)', query],
+            capture_output=True, text=True, timeout=20).stdout
+        try:
+            result = json.loads(out)["data"]["result"]
+            up = result[0]["value"][1] if result else None
+        except (ValueError, KeyError, IndexError):
+            up = None
+        if up == "1":
+            break
+        time.sleep(0.5)
+    print(f"Prometheus scraping the gateway over TLS with a client certificate and basic auth: up={up}")
+    if up != "1":
+        failures.append(f"Prometheus does not report the TLS gateway up (last answer {up})")
+    errors = subprocess.run(["curl", "-s", "--cacert", f"{d}/ca.crt", "--cert", f"{d}/client.crt",
+                             "--key", f"{d}/client.key", "-u", "alice:alice123",
+                             f"https://localhost:{gport}/metrics"],
+                            capture_output=True, text=True, timeout=20).stdout
+    counted = [l for l in errors.splitlines() if l.startswith('shmetrics_http_errors_total{reason="tls_handshake"}')]
+    print("gateway self-metric:", counted)
+    if not counted or float(counted[0].split()[-1]) < 5:
+        failures.append(f"failed handshakes not counted in /metrics: {counted}")
+    subprocess.run([gateway_bin, "--region", region, "--reset"], capture_output=True, timeout=30)
 
 
 def main():
@@ -155,6 +308,8 @@ def main():
             failures.append(f"cached scrape during the flood: {scrape} in {scrape_seconds:.3f}s")
         if codes.count("429") < 48 - 17 - 2 or codes.count("401") + codes.count("429") != 48:
             failures.append(f"flood answers not bounded as expected: {codes}")
+
+        tls_parity(gateway_bin, tmp, procs, failures)
     finally:
         for p in procs:
             p.terminate()
