@@ -95,7 +95,8 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return 0;
     } else if (arg == "--version") {
-      std::cout << "shmetrics-inspect " << SHMETRICS_VERSION << " (region layout version "
+      // The gateway's format (and the Prometheus exporters'): "NAME, version X (...)".
+      std::cout << "shmetrics-inspect, version " << SHMETRICS_VERSION << " (region layout "
                 << shm::kLayoutVersion << ")\n";
       return 0;
     } else if (arg == "--region") {

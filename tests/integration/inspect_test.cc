@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -520,6 +521,13 @@ TEST(InspectTest, UsageErrorsAndMissingRegions) {
   ASSERT_TRUE(help_status);
   EXPECT_TRUE(ExitedWith(*help_status, 0));
   EXPECT_NE(help.first.find("Exit status: 0 healthy"), std::string::npos);
+  auto [version_status, version] = RunBinary({SHMETRICS_INSPECT_BIN, "--version"});
+  ASSERT_TRUE(version_status);
+  EXPECT_TRUE(ExitedWith(*version_status, 0));
+  EXPECT_TRUE(std::regex_match(
+      version.first,
+      std::regex(R"(shmetrics-inspect, version \d+\.\d+\.\d+ \(region layout \d+\)\n)")))
+      << version.first;
 }
 
 }  // namespace
