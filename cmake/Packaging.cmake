@@ -15,7 +15,10 @@ set(CPACK_PACKAGE_NAME shmetrics)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
     "Prometheus metrics of pre-forked servers, from shared memory")
+# With CPACK_SET_DESTDIR, CPACK_INSTALL_PREFIX is the prefix (it defaults to the build's
+# CMAKE_INSTALL_PREFIX, /usr/local); both say /usr.
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_INSTALL_PREFIX /usr)
 set(CPACK_PACKAGE_CONTACT "shmetrics maintainers <maintainers@users.noreply.b-seed-162e36b0.example>")
 # Absolute destinations (/etc/default) are staged under DESTDIR instead of written to the host.
 set(CPACK_SET_DESTDIR ON)
@@ -30,16 +33,16 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # shmetrics_<version>_<arch>.deb
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${CPACK_PACKAGE_CONTACT}")
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "${CPACK_PACKAGE_DESCRIPTION_SUMMARY}
- A pre-forked server's workers write their metrics into one POSIX shared-memory
- region through a lock-free client library; shmetrics-gateway merges the region
- and serves /metrics to Prometheus (text, OpenMetrics and protobuf, native
- histograms), and shmetrics-inspect reports on a region without a gateway.
- .
- This package holds both programs, the C library libshmetrics.so.1 with its
- header and pkg-config file, a hardened systemd unit (installed, not enabled:
- set SHMETRICS_REGION in /etc/default/shmetrics-gateway first), and Prometheus
- alert rules and a Grafana dashboard under /usr/share/shmetrics.")
+# The synopsis line is the summary; CPack indents these lines.
+set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "A pre-forked server's workers write their metrics into one POSIX shared-memory
+region through a lock-free client library; shmetrics-gateway merges the region
+and serves /metrics to Prometheus (text, OpenMetrics and protobuf, native
+histograms), and shmetrics-inspect reports on a region without a gateway.
+.
+This package holds both programs, the C library libshmetrics.so.1 with its
+header and pkg-config file, a hardened systemd unit (installed, not enabled:
+set SHMETRICS_REGION in /etc/default/shmetrics-gateway first), and Prometheus
+alert rules and a Grafana dashboard under /usr/share/shmetrics.")
 # Depends from the ELF files, by dpkg-shlibdeps (dpkg-dev).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # A shlibs file for libshmetrics.so.1 and the ldconfig trigger.
