@@ -106,9 +106,24 @@ int Connect(uint16_t port) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    Finding(kTarget,
-            std::string("the server does not accept connections: ") + std::strerror(errno));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    // A signal (libFuzzer's timers) can interrupt a blocking connect; the kernel then completes
+    // it asynchronously: wait for that, bounded, instead of calling the interruption a finding.
+    int error = errno;
+    if (error == EINTR) {
+      pollfd p{fd, POLLOUT, 0};
+      int ready;
+      do {
+        ready = ::poll(&p, 1, 5000);
+      } while (ready < 0 && errno == EINTR);
+      socklen_t len = sizeof error;
+      if (ready == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0) error = errno;
+      if (ready == 0) error = ETIMEDOUT;
+    }
+    if (error != 0)
+      Finding(kTarget,
+              std::string("the server does not accept connections: ") + std::strerror(error));
+  }
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return fd;
